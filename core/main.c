@@ -1,0 +1,2 @@
+#include "log.h"
+int main(void) { log_info("main", "stub"); return 0; }

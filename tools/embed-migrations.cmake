@@ -1,0 +1,17 @@
+# Writes a C file with every migration's number, name and SQL text.
+# Called at build time with -DOUT=<file.c> -DFILES=<sorted list of .sql files>.
+set(body "#include \"migrate.h\"\n\nconst struct migration migrate_embedded[] = {\n")
+set(count 0)
+foreach(path IN LISTS FILES)
+  get_filename_component(name ${path} NAME_WE)
+  string(REGEX MATCH "^([0-9]+)_(.*)$" _ ${name})
+  math(EXPR number "${CMAKE_MATCH_1}")
+  set(label ${CMAKE_MATCH_2})
+  file(READ ${path} sql HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" sql "${sql}")
+  string(APPEND body "  {${number}, \"${label}\", \"${sql}\"},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\n\nconst int migrate_embedded_count = ${count};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(RENAME ${OUT}.tmp ${OUT})
