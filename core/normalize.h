@@ -1,0 +1,87 @@
+/*
+ * Normalisers for the values found in club files: names, phones, postcodes,
+ * e-mails, dates, licence numbers, Galop levels, sex and countries. They are
+ * pure functions on UTF-8 text, safe to call from any thread, and are offered
+ * to the Lua scripts that decide how a file is mapped.
+ *
+ * Every function writes a NUL-terminated result into out (at most size
+ * bytes, truncated safely at a character boundary) and returns a status.
+ * With NORM_INVALID, out holds the input trimmed, so staff can still see
+ * what the file said.
+ */
+#ifndef LICOL_NORMALIZE_H
+#define LICOL_NORMALIZE_H
+
+#include <stddef.h>
+
+enum norm_status {
+    NORM_OK = 0,      /* out holds the normalised value */
+    NORM_EMPTY = 1,   /* nothing usable: empty, a placeholder such as ".", or "unknown" */
+    NORM_INVALID = 2, /* a value was there but could not be understood */
+};
+
+/* Trims, collapses runs of white space (including non-breaking space and
+ * line breaks) to one space, and maps placeholders (".", "-", "?", "x",
+ * "néant", "inconnu", ...) to empty. */
+enum norm_status norm_text(const char *in, char *out, size_t size);
+
+/* Lower-case ASCII key for comparisons: accents folded (é->e, œ->oe,
+ * ß->ss, ...), case folded. With alnum_only, everything that is not a
+ * letter or digit is dropped ("N° licence" -> "nlicence"); otherwise
+ * punctuation becomes a space and spaces are collapsed. */
+enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_only);
+
+/* Display case for last and first names: every word capitalised after a
+ * space, a hyphen or an apostrophe ("DUPONT" -> "Dupont", "jean-pierre" ->
+ * "Jean-Pierre", "martin--durand" -> "Martin--Durand", "o'neill" and
+ * "o’neill" -> "O'Neill" / "O’Neill", the apostrophe kept as typed). The
+ * particles "de", "du", "des" and "d'" stay lower-case unless they are the
+ * whole name: "DE LA FONTAINE" -> "de La Fontaine". Placeholders become
+ * empty as in norm_text. */
+enum norm_status norm_name(const char *in, char *out, size_t size);
+
+/* Phone number to E.164. French numbers in every shape seen in club files:
+ * "06 12 34 56 78", "06.12.34.56.78", "+33 6 12...", "0033612...", and nine
+ * digits that lost their leading zero ("612345678"). Overseas departments
+ * keep +33 as the federation files write them. A number with another
+ * country code ("+32 ...", "0041...") is kept in E.164 form. */
+enum norm_status norm_phone(const char *in, char *out, size_t size);
+
+/* Postcode. For France (country "FR" or NULL/empty), four digits are padded
+ * back to five ("1000" -> "01000"); five digits are OK; anything else is
+ * NORM_INVALID. Foreign postcodes are trimmed and kept. */
+enum norm_status norm_postcode(const char *in, const char *country_iso2, char *out, size_t size);
+
+/* E-mail address, lower-cased and validated. When the field contains two
+ * addresses (separated by ';', ',', '/', space or " et "), the first goes to
+ * out and the second to second (when second is not NULL; "" otherwise). */
+enum norm_status norm_email(const char *in, char *out, size_t size, char *second,
+                            size_t second_size);
+
+/* Date to yyyy-mm-dd. Accepts dd/mm/yyyy, d/m/yyyy, dd-mm-yyyy, dd.mm.yyyy,
+ * yyyy-mm-dd and yyyy-mm-dd hh:mm:ss. "0000-00-00", "00/00/0000" and empty
+ * are NORM_EMPTY. Impossible dates (month 13, 31 April, 29 February of a
+ * common year, a year before 1900 or after 2100) are NORM_INVALID. */
+enum norm_status norm_date(const char *in, char *out, size_t size);
+
+/* FFE licence number: seven digits and a letter, upper-cased, inner spaces
+ * removed ("1234567a" -> "1234567A"). Anything else is NORM_INVALID and must
+ * not be used as an identity key. */
+enum norm_status norm_licence(const char *in, char *out, size_t size);
+
+/* Galop label to a code of the table galop_level: "Galop 3", "G3", "3",
+ * "galop 3 ", "Galop Poney de Bronze" -> "poney-bronze", "Galop de Bronze" ->
+ * "galop-bronze", "Galop d'Or" -> "galop-or". "0" and empty are NORM_EMPTY. */
+enum norm_status norm_galop(const char *in, char *out, size_t size);
+
+/* Sex: "F", "Femme", "Féminin", "Mme" -> "F"; "M", "H", "Homme", "Masculin",
+ * "M." -> "M". */
+enum norm_status norm_sex(const char *in, char *out, size_t size);
+
+/* Country name (French or English) or ISO code (alpha-2 or alpha-3, any
+ * case) to ISO 3166-1 alpha-2: "France", "FRA", "fr" -> "FR"; "Belgique"
+ * -> "BE". Covers the countries of the European Union, the United Kingdom,
+ * Switzerland and the other countries common among French clubs' riders. */
+enum norm_status norm_country(const char *in, char *out, size_t size);
+
+#endif
