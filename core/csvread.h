@@ -31,6 +31,8 @@ struct csvread_info {
     char separator;    /* the separator used */
     long records;      /* records delivered, header included */
     long long bytes;   /* bytes read from the input */
+    long replaced;     /* characters replaced by U+FFFD: bytes undefined in Windows-1252
+                        * (0x81, 0x8D, 0x8F, 0x90, 0x9D) and lone UTF-16 surrogates */
 };
 
 /* One record. record_no counts records from 1 (the header); line_no is the
