@@ -1,0 +1,56 @@
+/*
+ * Authentication and authorisation of API requests.
+ *
+ * A request is authenticated by the session cookie "licol_session" (browser)
+ * or by "Authorization: Bearer <token>" (integrators' API tokens, scoped to
+ * one role). State-changing requests (POST, PUT, PATCH, DELETE) with a
+ * session cookie must carry the session's CSRF token in the X-CSRF-Token
+ * header. Permissions are decided by scripts/roles.lua through the script
+ * engine; the server enforces the answer.
+ */
+#ifndef LICOL_AUTH_H
+#define LICOL_AUTH_H
+
+#include <stdint.h>
+
+#include "app.h"
+#include "http.h"
+
+enum auth_role_bit {
+    AUTH_ROLE_GERANT = 1 << 0,
+    AUTH_ROLE_EMPLOYE = 1 << 1,
+    AUTH_ROLE_CLIENT = 1 << 2,
+    AUTH_ROLE_VISITEUR = 1 << 3,
+    AUTH_ROLE_COMPTABLE = 1 << 4,
+    AUTH_ROLE_PROPRIETAIRE = 1 << 5,
+};
+
+struct auth_user {
+    int64_t person_id;     /* the person logged in; 0 for an API token */
+    int64_t token_id;      /* the API token used, 0 for a session */
+    int64_t session_id;
+    unsigned roles;        /* enum auth_role_bit mask */
+    char email[256];
+    char csrf_token[64];
+    int must_change_password;
+};
+
+/* Authenticates req and asks roles.lua whether the user may perform action
+ * (one of the actions listed in docs/scripts.md, e.g. "rider.update") on
+ * the person target_person_id (0 when the action has no target person).
+ * On success returns the user (owned by req, valid until the response).
+ * Otherwise responds itself (401 not logged in, 403 forbidden or bad CSRF
+ * token, with a French JSON error) and returns NULL. */
+const struct auth_user *auth_require(struct app *app, struct http_request *req,
+                                     const char *action, int64_t target_person_id);
+
+/* Same check without responding: returns 1 when allowed. user may come from
+ * auth_require for another action. */
+int auth_allowed(struct app *app, const struct auth_user *user, const char *action,
+                 int64_t target_person_id);
+
+/* Registers /api/v1/session (login, logout, current user) and the account
+ * routes (password change, API tokens). */
+void auth_register_routes(struct app *app);
+
+#endif
