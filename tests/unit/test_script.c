@@ -1,0 +1,442 @@
+/*
+ * Unit tests for the script sandbox and the engine's loading rules, run
+ * inside the real sandbox on real files in a temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "log.h"
+#include "test_script_util.h"
+
+struct fixture {
+    struct test_tree tree;
+    struct script_engine *engine;
+    struct script_version *version;
+    struct script_state *state;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char *err = NULL;
+
+    log_set_level("off");
+    tree_init(&f->tree);
+    tree_write(&f->tree, "scripts/roles.lua",
+               "local M = {}\n"
+               "function M.can(s, a, t)\n"
+               "  if a == 'explode' then error('boom') end\n"
+               "  return s.roles.gerant == true, 'réservé au gérant'\n"
+               "end\n"
+               "return M\n");
+    tree_write(&f->tree, "scripts/lib/helpers.lua",
+               "return { double = function(x) return x * 2 end }\n");
+    f->engine = tree_engine(&f->tree, &err);
+    assert_non_null(f->engine);
+    f->version = script_engine_acquire(f->engine);
+    f->state = script_version_state(f->version);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    script_version_release(f->version);
+    script_engine_free(f->engine);
+    tree_free(&f->tree);
+    free(f);
+    return 0;
+}
+
+/* Runs code in the sandbox's global environment. Returns the call status
+ * and, when it succeeded, the first result converted with tostring. */
+static int run(struct script_state *st, const char *code, char **result)
+{
+    lua_State *L = script_state_lua(st);
+    int rc;
+
+    *result = NULL;
+    if (luaL_loadbufferx(L, code, strlen(code), "=test", "t") != LUA_OK) {
+        *result = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -2;
+    }
+    rc = script_call(st, 0, 1, "test chunk");
+    if (rc == 0) {
+        *result = strdup(luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 2);
+    }
+    return rc;
+}
+
+static void assert_true_chunk(struct script_state *st, const char *code)
+{
+    char *result = NULL;
+
+    assert_int_equal(run(st, code, &result), 0);
+    assert_string_equal(result, "true");
+    free(result);
+}
+
+static void assert_chunk_fails(struct script_state *st, const char *code, const char *needle)
+{
+    char *result = NULL;
+
+    assert_int_equal(run(st, code, &result), -1);
+    assert_non_null(script_state_last_error(st));
+    if (strstr(script_state_last_error(st), needle) == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", script_state_last_error(st), needle);
+    free(result);
+}
+
+static void sandbox_hides_dangerous_libraries(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_true_chunk(f->state, "return io == nil and package == nil and debug == nil");
+    assert_true_chunk(f->state, "return dofile == nil and loadfile == nil and "
+                                "collectgarbage == nil and print == nil");
+    assert_true_chunk(f->state, "return os.execute == nil and os.getenv == nil and "
+                                "os.remove == nil and os.rename == nil and os.exit == nil");
+    assert_true_chunk(f->state, "return type(os.time) == 'function' and "
+                                "type(os.date) == 'function' and type(os.clock) == 'function'");
+    assert_true_chunk(f->state, "return string.dump == nil and (''):len() == 0");
+}
+
+static void sandbox_escape_attempts_fail(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_chunk_fails(f->state, "os.execute('touch /tmp/licol-escaped')", "field 'execute'");
+    assert_chunk_fails(f->state, "return io.open('/etc/passwd')", "io");
+    assert_chunk_fails(f->state, "return string.dump(function() end)", "dump");
+    assert_chunk_fails(f->state, "return debug.getregistry()", "debug");
+    assert_chunk_fails(f->state, "return package.loadlib('libc.so.6', 'system')", "package");
+    assert_int_equal(access("/tmp/licol-escaped", F_OK), -1);
+}
+
+static void sandbox_load_rejects_bytecode(void **state)
+{
+    struct fixture *f = *state;
+
+    /* A precompiled chunk starts with ESC "Lua". */
+    assert_true_chunk(f->state, "local fn, err = load('\\27Lua\\84\\0') "
+                                "return fn == nil and err:find('binary chunk') ~= nil");
+    assert_true_chunk(f->state, "local fn = load(function() return nil end) return fn == nil");
+    assert_true_chunk(f->state, "return load('return 1 + 1')() == 2");
+    /* The env argument works and the chunk sees only that table. */
+    assert_true_chunk(f->state, "return load('return x', 't', 't', { x = 7 })() == 7");
+}
+
+static void sandbox_require_reads_only_lib(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_true_chunk(f->state, "return require('helpers').double(21) == 42");
+    assert_true_chunk(f->state, "return require('helpers') == require('helpers')");
+    assert_chunk_fails(f->state, "return require('../roles')", "invalid module name");
+    assert_chunk_fails(f->state, "return require('roles')", "not found");
+    assert_chunk_fails(f->state, "return require('/etc/passwd')", "invalid module name");
+    assert_chunk_fails(f->state, "return require('os')", "not found");
+}
+
+static void budget_stops_infinite_loop(void **state)
+{
+    struct fixture *f = *state;
+    struct timespec a, b;
+    double elapsed;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    assert_chunk_fails(f->state, "while true do end", "time budget of 100 ms exceeded");
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    elapsed = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+    assert_true(elapsed < 2.0);
+    assert_non_null(strstr(script_state_last_error(f->state), "test:1:"));
+
+    /* Catching the error with pcall does not keep the loop alive. */
+    assert_chunk_fails(f->state, "while true do pcall(function() while true do end end) end",
+                       "time budget");
+    /* The state is usable again afterwards. */
+    assert_true_chunk(f->state, "return 1 + 1 == 2");
+}
+
+static void memory_cap_stops_bomb(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_chunk_fails(f->state,
+                       "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 100) .. i end",
+                       "memory limit of 8 MiB exceeded");
+    assert_chunk_fails(f->state, "return string.rep('x', 1 << 30)", "memory limit");
+    assert_true_chunk(f->state, "local t = {} for i = 1, 1000 do t[i] = i end return #t == 1000");
+}
+
+static void errors_carry_location_and_traceback(void **state)
+{
+    struct fixture *f = *state;
+    struct script_subject gerant = {.person_id = 1, .roles = SCRIPT_ROLE_GERANT};
+    const char *err;
+    json_t *status;
+
+    assert_int_equal(script_can(f->state, &gerant, "explode", NULL, NULL), 0);
+    err = script_state_last_error(f->state);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "scripts/roles.lua:3: boom"));
+    assert_non_null(strstr(err, "stack traceback:"));
+
+    status = script_engine_status(f->engine);
+    assert_non_null(strstr(json_string_value(json_object_get(status, "last_error")),
+                           "scripts/roles.lua:3: boom"));
+    assert_true(json_is_string(json_object_get(status, "last_error_at")));
+    json_decref(status);
+}
+
+static void can_returns_reason(void **state)
+{
+    struct fixture *f = *state;
+    struct script_subject gerant = {.person_id = 1, .roles = SCRIPT_ROLE_GERANT};
+    struct script_subject client = {.person_id = 2, .roles = SCRIPT_ROLE_CLIENT};
+    char *reason = NULL;
+
+    assert_int_equal(script_can(f->state, &gerant, "rider.read", NULL, &reason), 1);
+    assert_null(reason);
+    assert_int_equal(script_can(f->state, &client, "rider.read", NULL, &reason), 0);
+    assert_string_equal(reason, "réservé au gérant");
+    free(reason);
+    /* The cached role set follows the subject. */
+    assert_int_equal(script_can(f->state, &gerant, "rider.read", NULL, NULL), 1);
+}
+
+static void api_json_and_text(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_true_chunk(f->state, "local t = licol.json.decode('{\"a\":[1,2,{\"b\":null}]}') "
+                                "return t.a[2] == 2 and t.a[3].b == licol.json.null");
+    assert_true_chunk(f->state, "return licol.json.encode({ b = 1, a = { 'x', true } }) == "
+                                "'{\"a\":[\"x\",true],\"b\":1}'");
+    assert_true_chunk(f->state, "return licol.json.encode(licol.json.array()) == '[]'");
+    assert_true_chunk(f->state, "local v, err = licol.json.decode('{') return v == nil and "
+                                "err:find('invalid JSON') ~= nil");
+    assert_true_chunk(f->state, "return licol.text.trim('  a b \\194\\160') == 'a b'");
+    assert_true_chunk(f->state, "return licol.text.upper('élodie œuvre') == 'ÉLODIE ŒUVRE'");
+    assert_true_chunk(f->state, "return licol.text.lower('ÇA ÎLE') == 'ça île'");
+    assert_chunk_fails(f->state, "return licol.json.encode({ f = print or function() end })",
+                       "cannot be encoded");
+}
+
+static void api_norm_bindings(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_true_chunk(f->state, "local v, s = licol.norm.phone('06 12 34 56 78') "
+                                "return v == '+33612345678' and s == 'ok'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.name('DUPONT') "
+                                "return v == 'Dupont' and s == 'ok'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.date('31/04/2010') return s == 'invalid'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.date('0000-00-00') return s == 'empty'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.postcode('1000', 'FR') "
+                                "return v == '01000' and s == 'ok'");
+    assert_true_chunk(f->state, "local v, s, b = licol.norm.email('A@x.fr; b@y.fr') "
+                                "return v == 'a@x.fr' and s == 'ok' and b == 'b@y.fr'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.licence('1234567a') "
+                                "return v == '1234567A' and s == 'ok'");
+    assert_true_chunk(f->state, "return licol.norm.galop('G3') == 'galop-3'");
+    assert_true_chunk(f->state, "return licol.norm.sex('Femme') == 'F'");
+    assert_true_chunk(f->state, "return licol.norm.country('Belgique') == 'BE'");
+    assert_true_chunk(f->state, "return licol.text.fold('N° Licence', true) == 'nlicence'");
+    assert_true_chunk(f->state, "local v, s = licol.norm.name(string.rep('a', 5000)) "
+                                "return s == 'invalid'");
+}
+
+static void api_config_and_fields_read_only(void **state)
+{
+    struct fixture *f = *state;
+    json_t *config = json_pack("{s:s, s:{s:i}}", "club", "Les Écuries", "mail", "port", 25);
+    char *result = NULL;
+
+    script_engine_set_config(f->engine, config);
+    json_decref(config);
+    assert_int_equal(script_engine_reload(f->engine), 1);
+    script_version_release(f->version);
+    f->version = script_engine_acquire(f->engine);
+    f->state = script_version_state(f->version);
+
+    assert_true_chunk(f->state, "return licol.config.club == 'Les Écuries' and "
+                                "licol.config.mail.port == 25");
+    assert_chunk_fails(f->state, "licol.config.club = 'x'", "read-only");
+    assert_chunk_fails(f->state, "licol.config.mail.port = 1", "read-only");
+    assert_true_chunk(f->state, "local n = 0 for k in pairs(licol.config) do n = n + 1 end "
+                                "return n == 2");
+    assert_true_chunk(f->state, "return licol.fields[1].key == 'last_name' and "
+                                "licol.fields[1].label == 'Nom' and #licol.fields >= 14");
+    assert_chunk_fails(f->state, "licol.fields[1].label = 'x'", "read-only");
+    free(result);
+}
+
+static void load_failures_are_reported(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *needle;
+    } cases[] = {
+        {"return { can = function( }", "scripts/roles.lua:1:"},
+        {"local x = nil\nreturn x.y", "scripts/roles.lua:2:"},
+        {"return { cannot = function() end }", "missing function can"},
+        {"while true do end", "time budget"},
+        {"local t = {} for i = 1, 1e9 do t[i] = {} end", "memory limit"},
+        {"return { can = function() return true end, selftest = function() return false, "
+         "'cas 3' end }",
+         "selftest returned false: cas 3"},
+        {"return 42", "must return a table"},
+    };
+    struct test_tree tree;
+
+    tree_init(&tree);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *err = NULL;
+        struct script_engine *engine;
+
+        tree_write(&tree, "scripts/roles.lua", cases[i].text);
+        engine = tree_engine(&tree, &err);
+        assert_null(engine);
+        assert_non_null(err);
+        if (strstr(err, cases[i].needle) == NULL)
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err, cases[i].needle);
+        free(err);
+    }
+
+    /* roles.lua is required; a missing optional module (formats) is not. */
+    {
+        char *err = NULL;
+        tree_remove(&tree, "scripts/roles.lua");
+        assert_null(tree_engine(&tree, &err));
+        assert_non_null(strstr(err, "required script is missing"));
+        free(err);
+    }
+    tree_free(&tree);
+}
+
+static void formats_glob_loads_each_file(void **state)
+{
+    struct test_tree tree;
+    struct script_engine *engine;
+    struct script_version *v;
+    struct script_state *st;
+    char *err = NULL;
+
+    tree_init(&tree);
+    tree_write(&tree, "scripts/roles.lua", ROLES_ALLOW_GERANT);
+    tree_write(&tree, "scripts/formats/ffe.lua",
+               "return { detect = function(h) return 1 end, map = function(r) return r end }");
+    tree_write(&tree, "scripts/formats/celeris.lua",
+               "return { detect = function(h) return 0 end, map = function(r) return r end }");
+    engine = tree_engine(&tree, &err);
+    assert_non_null(engine);
+    v = script_engine_acquire(engine);
+    st = script_version_state(v);
+    assert_int_equal(script_module_count(st, SCRIPT_MOD_FORMATS), 2);
+    assert_string_equal(script_module_file(st, SCRIPT_MOD_FORMATS, 0), "formats/celeris.lua");
+    assert_int_equal(script_push_function(st, SCRIPT_MOD_FORMATS, 1, SCRIPT_FORMAT_DETECT), 0);
+    lua_pushnil(script_state_lua(st));
+    assert_int_equal(script_call(st, 1, 1, "detect"), 0);
+    assert_int_equal(lua_tointeger(script_state_lua(st), -1), 1);
+    lua_pop(script_state_lua(st), 1);
+    script_version_release(v);
+    script_engine_free(engine);
+
+    /* A format missing map rejects the version. */
+    tree_write(&tree, "scripts/formats/bad.lua", "return { detect = function() end }");
+    assert_null(tree_engine(&tree, &err));
+    assert_non_null(strstr(err, "scripts/formats/bad.lua: missing function map"));
+    free(err);
+    tree_free(&tree);
+}
+
+struct worker_args {
+    struct script_version *version;
+    int allowed;
+    int denied;
+};
+
+static void *worker(void *arg)
+{
+    struct worker_args *a = arg;
+    char *err = NULL;
+    struct script_state *st = script_state_new(a->version, &err);
+    struct script_subject gerant = {.person_id = 1, .roles = SCRIPT_ROLE_GERANT};
+    struct script_subject client = {.person_id = 2, .roles = SCRIPT_ROLE_CLIENT};
+
+    if (st == NULL)
+        return NULL;
+    for (int i = 0; i < 1000; i++) {
+        a->allowed += script_can(st, &gerant, "rider.read", NULL, NULL);
+        a->denied += !script_can(st, &client, "rider.read", NULL, NULL);
+    }
+    script_state_free(st);
+    return NULL;
+}
+
+static void worker_state_is_independent(void **state)
+{
+    struct fixture *f = *state;
+    struct worker_args a = {.version = f->version};
+    pthread_t thread;
+
+    assert_int_equal(pthread_create(&thread, NULL, worker, &a), 0);
+    for (int i = 0; i < 1000; i++) {
+        struct script_subject gerant = {.person_id = 1, .roles = SCRIPT_ROLE_GERANT};
+        assert_int_equal(script_can(f->state, &gerant, "rider.read", NULL, NULL), 1);
+    }
+    pthread_join(thread, NULL);
+    assert_int_equal(a.allowed, 1000);
+    assert_int_equal(a.denied, 1000);
+}
+
+static void status_reports_version(void **state)
+{
+    struct fixture *f = *state;
+    json_t *status = script_engine_status(f->engine);
+    const char *id = json_string_value(json_object_get(status, "version"));
+
+    assert_non_null(id);
+    assert_int_equal(strlen(id), 12);
+    assert_string_equal(id, script_version_id(f->version));
+    assert_true(json_is_string(json_object_get(status, "loaded_at")));
+    assert_int_equal(json_array_size(json_object_get(status, "files")), 2);
+    assert_true(json_is_null(json_object_get(status, "last_error")));
+    assert_int_equal(json_integer_value(json_object_get(status, "rejected_reloads")), 0);
+    json_decref(status);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(sandbox_hides_dangerous_libraries, setup, teardown),
+        cmocka_unit_test_setup_teardown(sandbox_escape_attempts_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(sandbox_load_rejects_bytecode, setup, teardown),
+        cmocka_unit_test_setup_teardown(sandbox_require_reads_only_lib, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_stops_infinite_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(memory_cap_stops_bomb, setup, teardown),
+        cmocka_unit_test_setup_teardown(errors_carry_location_and_traceback, setup, teardown),
+        cmocka_unit_test_setup_teardown(can_returns_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(api_json_and_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(api_norm_bindings, setup, teardown),
+        cmocka_unit_test_setup_teardown(api_config_and_fields_read_only, setup, teardown),
+        cmocka_unit_test(load_failures_are_reported),
+        cmocka_unit_test(formats_glob_loads_each_file),
+        cmocka_unit_test_setup_teardown(worker_state_is_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_reports_version, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
