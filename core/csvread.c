@@ -159,12 +159,19 @@ static char *column_label(const struct reader *r, size_t index)
 static void error_field_too_long(struct reader *r)
 {
     char *column = column_label(r, r->nfields);
+    const char *where = column ? column : "colonne ?";
 
-    set_error(r, str_printf("Ligne %ld, %s : le champ dépasse la taille maximale de %zu octets. "
-                            "La cause habituelle est un guillemet ouvert à la ligne %ld et jamais "
-                            "fermé. Corrigez ce champ dans le fichier puis importez-le de nouveau.",
-                            r->field_line, column ? column : "colonne ?", r->max_field,
-                            r->field_line));
+    if (r->parser.quoted)
+        set_error(r, str_printf("Ligne %ld, %s : le champ dépasse la taille maximale de %zu "
+                                "octets. La cause habituelle est un guillemet ouvert à la ligne "
+                                "%ld et jamais refermé : ajoutez le guillemet fermant ou retirez "
+                                "le guillemet ouvrant, puis importez de nouveau le fichier.",
+                                r->field_line, where, r->max_field, r->field_line));
+    else
+        set_error(r, str_printf("Ligne %ld, %s : le champ dépasse la taille maximale de %zu "
+                                "octets. Raccourcissez ce champ ou retirez cette colonne de "
+                                "l'export, puis importez de nouveau le fichier.",
+                                r->field_line, where, r->max_field));
     free(column);
 }
 
@@ -179,8 +186,9 @@ static void on_field(void *data, size_t len, void *userdata)
     if (r->nfields >= r->max_fields) {
         set_error(r, str_printf("Ligne %ld : l'enregistrement contient plus de %zu colonnes, le "
                                 "maximum accepté. Vérifiez que le fichier est bien la liste "
-                                "exportée au format CSV et que chaque ligne a le même nombre de "
-                                "colonnes que l'en-tête, puis importez-le de nouveau.",
+                                "exportée au format CSV, que son séparateur est le bon et que "
+                                "chaque ligne a le même nombre de colonnes que l'en-tête, puis "
+                                "importez-le de nouveau.",
                                 r->record_line, r->max_fields));
         return;
     }
