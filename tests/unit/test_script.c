@@ -175,7 +175,7 @@ static void memory_cap_stops_bomb(void **state)
     struct fixture *f = *state;
 
     assert_chunk_fails(f->state,
-                       "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 100) .. i end",
+                       "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1 << 16) .. i end",
                        "memory limit of 8 MiB exceeded");
     assert_chunk_fails(f->state, "return string.rep('x', 1 << 30)", "memory limit");
     assert_true_chunk(f->state, "local t = {} for i = 1, 1000 do t[i] = i end return #t == 1000");
@@ -294,7 +294,7 @@ static void load_failures_are_reported(void **state)
         {"local x = nil\nreturn x.y", "scripts/roles.lua:2:"},
         {"return { cannot = function() end }", "missing function can"},
         {"while true do end", "time budget"},
-        {"local t = {} for i = 1, 1e9 do t[i] = {} end", "memory limit"},
+        {"local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1 << 16) .. i end", "memory limit"},
         {"return { can = function() return true end, selftest = function() return false, "
          "'cas 3' end }",
          "selftest returned false: cas 3"},

@@ -73,7 +73,7 @@ static void reload_rejects_broken_edits(void **state)
         {"runtime error at load", "local cfg = nil\nreturn cfg.roles", "scripts/roles.lua:2:"},
         {"missing export", "return { peut = function() return true end }", "missing function can"},
         {"infinite loop", "while true do end\n", "time budget"},
-        {"memory bomb", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(64) .. i end",
+        {"memory bomb", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1 << 16) .. i end",
          "memory limit"},
         {"failing selftest",
          "return { can = function() return true end, selftest = function() error('cas 1 faux') "
