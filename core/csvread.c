@@ -70,7 +70,8 @@ struct reader {
     iconv_t utf16;
     long replaced;
     int utf8_fallback_logged;
-    int started; /* the first chunk has been examined */
+    int started;        /* the first chunk has been examined */
+    int encoding_known; /* encoding is set (not for a rejected binary file) */
 
     /* Lines: incremented at each CR, and at each LF not preceded by CR. */
     long line;
@@ -81,7 +82,6 @@ struct reader {
     int in_record;
     long record_line;
     long field_line;
-    size_t raw_since_field; /* text fed to libcsv since the last field ended */
 
     /* The current record: fields copied into one arena, reused per record. */
     struct buf arena;
@@ -182,7 +182,6 @@ static void on_field(void *data, size_t len, void *userdata)
 
     if (r->stop)
         return;
-    r->raw_since_field = 0;
     if (r->nfields >= r->max_fields) {
         set_error(r, str_printf("Ligne %ld : l'enregistrement contient plus de %zu colonnes, le "
                                 "maximum accepté. Vérifiez que le fichier est bien la liste "
@@ -255,7 +254,6 @@ static void on_record(int c, void *userdata)
     (void)c;
     if (r->stop)
         return;
-    r->raw_since_field = 0;
 
     /* A spreadsheet's empty row (";;;;") is skipped like a blank line. */
     if (r->nfields == 0 || r->all_empty) {
@@ -304,12 +302,12 @@ static void error_quote(struct reader *r, int at_end)
 }
 
 /* libcsv buffers a field until it ends, so a field without end (an unclosed
- * quote) would grow without limit. A field's text can be at most twice its
- * value plus the quotes (every quote doubled), so past that bound the value
- * is certainly over max_field. */
+ * quote) would grow without limit. Its public entry_pos is the length of the
+ * value buffered so far: checking it after every piece bounds libcsv's
+ * buffer to max_field plus one piece. */
 static void check_field_growth(struct reader *r)
 {
-    if (!r->stop && r->raw_since_field > 2 * r->max_field + 1024)
+    if (!r->stop && r->parser.entry_pos > r->max_field)
         error_field_too_long(r);
 }
 
@@ -339,7 +337,6 @@ static void feed_piece(struct reader *r, const char *s, size_t n)
             set_error(r, NULL);
         return;
     }
-    r->raw_since_field += n;
     check_field_growth(r);
 }
 
@@ -584,6 +581,7 @@ static int choose_encoding(struct reader *r, size_t *skip)
     } else {
         r->encoding = ENC_CP1252;
     }
+    r->encoding_known = 1;
 
     if (r->encoding == ENC_UTF16LE || r->encoding == ENC_UTF16BE) {
         r->utf16 = iconv_open("UTF-8", r->encoding == ENC_UTF16LE ? "UTF-16LE" : "UTF-16BE");
@@ -758,7 +756,7 @@ done:
     if (info) {
         memset(info, 0, sizeof(*info));
         snprintf(info->encoding, sizeof(info->encoding), "%s",
-                 r->started ? encoding_names[r->encoding] : "");
+                 r->encoding_known ? encoding_names[r->encoding] : "");
         info->separator = r->separator;
         info->records = r->records;
         info->bytes = r->bytes;

@@ -517,6 +517,33 @@ static void error_too_many_fields(void **state)
     expect_error(wide, n, NULL, default_expected);
 }
 
+static void wide_record_accepted(void **state)
+{
+    /* 2,000 fields of 100 bytes on one line: far more than one chunk, but
+     * no single field is long. */
+    size_t size = 2 * 2000 * 101 + 64;
+    char *data = malloc(size);
+    struct csvread_options options = {.max_fields = 2000, .max_field = 200};
+    struct collected c = {0};
+    char *err = NULL;
+    size_t n = 0;
+
+    assert_non_null(data);
+    for (int row = 0; row < 2; row++) {
+        for (int i = 0; i < 2000; i++) {
+            memset(data + n, 'a' + i % 26, 100);
+            n += 100;
+            data[n++] = i == 1999 ? '\n' : ';';
+        }
+    }
+    assert_int_equal(csvread_buffer(data, n, &options, collect, &c, NULL, &err), 0);
+    assert_null(err);
+    assert_int_equal(c.count, 2);
+    assert_int_equal(c.nfields[1], 2000);
+    collected_free(&c);
+    free(data);
+}
+
 static void error_missing_file(void **state)
 {
     char *err = NULL;
@@ -618,6 +645,7 @@ int main(void)
         cmocka_unit_test(error_stray_quote),
         cmocka_unit_test(error_field_too_long),
         cmocka_unit_test(error_too_many_fields),
+        cmocka_unit_test(wide_record_accepted),
         cmocka_unit_test(error_missing_file),
         cmocka_unit_test(large_file_bounded_memory),
         cmocka_unit_test(late_invalid_utf8),
