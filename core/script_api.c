@@ -463,16 +463,16 @@ static int api_text_lower(lua_State *L)
 
 /* ---- licol.norm ------------------------------------------------------------ */
 
-static const char *status_name(enum norm_status status)
+/* Every norm closure carries the status names "ok", "empty" and "invalid"
+ * as upvalues 2 to 4 (in enum norm_status order), so returning a status
+ * costs no string interning. */
+#define STATUS_UPVALUE(status) lua_upvalueindex(2 + (int)(status))
+
+static void push_status_upvalues(lua_State *L)
 {
-    switch (status) {
-    case NORM_OK:
-        return "ok";
-    case NORM_EMPTY:
-        return "empty";
-    default:
-        return "invalid";
-    }
+    lua_pushliteral(L, "ok");
+    lua_pushliteral(L, "empty");
+    lua_pushliteral(L, "invalid");
 }
 
 typedef enum norm_status (*norm_simple_fn)(const char *in, char *out, size_t size);
@@ -496,7 +496,7 @@ static const char *norm_input(lua_State *L, int arg, int *too_long)
 static int norm_result(lua_State *L, const char *out, enum norm_status status)
 {
     lua_pushstring(L, out);
-    lua_pushstring(L, status_name(status));
+    lua_pushvalue(L, STATUS_UPVALUE(status > NORM_INVALID ? NORM_INVALID : status));
     return 2;
 }
 
@@ -563,12 +563,17 @@ static void set_norm_functions(lua_State *L)
     lua_createtable(L, 0, 12);
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
         lua_pushlightuserdata(L, (void *)simple[i].fn);
-        lua_pushcclosure(L, api_norm_simple, 1);
+        push_status_upvalues(L);
+        lua_pushcclosure(L, api_norm_simple, 4);
         lua_setfield(L, -2, simple[i].name);
     }
-    lua_pushcfunction(L, api_norm_postcode);
+    lua_pushnil(L); /* upvalue 1 is unused by postcode and email */
+    push_status_upvalues(L);
+    lua_pushcclosure(L, api_norm_postcode, 4);
     lua_setfield(L, -2, "postcode");
-    lua_pushcfunction(L, api_norm_email);
+    lua_pushnil(L);
+    push_status_upvalues(L);
+    lua_pushcclosure(L, api_norm_email, 4);
     lua_setfield(L, -2, "email");
 }
 
