@@ -8,9 +8,21 @@
  * accepted. Memory stays bounded whatever the file size: one record at a
  * time, each field capped.
  *
- * Errors (binary data, a NUL byte, an unterminated quote, a field or a
- * record over its cap) stop the read and produce a French message naming
- * the line and, where known, the column, for the club's staff.
+ * Encoding: a file without BOM is UTF-8 when its first 64 KiB are valid
+ * UTF-8, else Windows-1252. Invalid bytes met later in a UTF-8 file are
+ * decoded as Windows-1252 (a warning is logged). The five bytes that
+ * Windows-1252 leaves undefined, and lone UTF-16 surrogates, become U+FFFD
+ * and are counted in csvread_info.replaced.
+ *
+ * Records: blank lines and rows whose fields are all empty (";;;") are
+ * skipped; rows with more or fewer fields than the header are delivered as
+ * they are. Unquoted fields lose their leading and trailing spaces.
+ *
+ * Errors (binary data, a NUL byte, a misplaced or unterminated quote, a
+ * field or a record over its cap) stop the read and produce a French
+ * message naming the line and, where known, the column, for the club's
+ * staff. Quoting is strict: a quote inside an unquoted field, or text after
+ * a closing quote, is an error rather than a guess.
  */
 #ifndef LICOL_CSVREAD_H
 #define LICOL_CSVREAD_H
@@ -23,7 +35,7 @@
 struct csvread_options {
     size_t max_field;  /* 0 = CSVREAD_DEFAULT_MAX_FIELD */
     size_t max_fields; /* 0 = CSVREAD_DEFAULT_MAX_FIELDS */
-    char separator;    /* 0 = sniff from the first line */
+    char separator;    /* 0 = sniff from the first record; ';' when it has no separator */
 };
 
 struct csvread_info {

@@ -21,14 +21,19 @@ enum norm_status {
 };
 
 /* Trims, collapses runs of white space (including non-breaking space and
- * line breaks) to one space, and maps placeholders (".", "-", "?", "x",
- * "néant", "inconnu", ...) to empty. */
+ * line breaks) to one space, drops zero-width characters, and maps
+ * placeholders to empty: any value without a letter or digit (".", "-",
+ * "?", "/"), and "x", "néant", "inconnu", "n/a", "nc", "non renseigné",
+ * "unknown" and similar words in any case. The normalisers from norm_name
+ * on apply the same trimming and placeholders first. Invalid UTF-8 bytes
+ * become U+FFFD. */
 enum norm_status norm_text(const char *in, char *out, size_t size);
 
-/* Lower-case ASCII key for comparisons: accents folded (é->e, œ->oe,
- * ß->ss, ...), case folded. With alnum_only, everything that is not a
- * letter or digit is dropped ("N° licence" -> "nlicence"); otherwise
- * punctuation becomes a space and spaces are collapsed. */
+/* Lower-case key for comparisons: accents of Latin-1 Supplement and Latin
+ * Extended-A folded to ASCII (é->e, œ->oe, ß->ss, ł->l, ...), case folded.
+ * Letters of other scripts are kept unchanged. With alnum_only, everything
+ * that is not a letter or digit is dropped ("N° licence" -> "nlicence");
+ * otherwise punctuation becomes a space and spaces are collapsed. */
 enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_only);
 
 /* Display case for last and first names: every word capitalised after a
@@ -41,27 +46,38 @@ enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_onl
 enum norm_status norm_name(const char *in, char *out, size_t size);
 
 /* Phone number to E.164. French numbers in every shape seen in club files:
- * "06 12 34 56 78", "06.12.34.56.78", "+33 6 12...", "0033612...", and nine
- * digits that lost their leading zero ("612345678"). Overseas departments
- * keep +33 as the federation files write them. A number with another
- * country code ("+32 ...", "0041...") is kept in E.164 form. */
+ * "06 12 34 56 78", "06.12.34.56.78", "+33 6 12...", "+33 (0)6 12...",
+ * "0033612...", and nine digits that lost their leading zero
+ * ("612345678"). Dots, spaces, dashes, slashes and parentheses are
+ * ignored. Overseas departments keep +33 as the federation files write
+ * them. A number with another country code ("+32 ...", "0041...") is kept
+ * in E.164 form when it has 8 to 15 digits. Letters, two numbers in one
+ * field, or a French number without exactly nine digits after the prefix
+ * are NORM_INVALID. */
 enum norm_status norm_phone(const char *in, char *out, size_t size);
 
-/* Postcode. For France (country "FR" or NULL/empty), four digits are padded
- * back to five ("1000" -> "01000"); five digits are OK; anything else is
- * NORM_INVALID. Foreign postcodes are trimmed and kept. */
+/* Postcode. For France (country "FR", NULL or empty, any case; also the
+ * overseas departments GP, MQ, GF, RE, YT and Monaco, which use French
+ * postcodes), spaces and an "F-" or "FR-" prefix are removed, four digits
+ * are padded back to five ("1000" -> "01000"), five digits are OK, and
+ * anything else is NORM_INVALID. Foreign postcodes are trimmed and kept. */
 enum norm_status norm_postcode(const char *in, const char *country_iso2, char *out, size_t size);
 
-/* E-mail address, lower-cased and validated. When the field contains two
- * addresses (separated by ';', ',', '/', space or " et "), the first goes to
- * out and the second to second (when second is not NULL; "" otherwise). */
+/* E-mail address, lower-cased and validated: one '@', a local part and a
+ * domain with a dot, ASCII only, no spaces, no leading, trailing or double
+ * dot, a top-level domain of letters. When the field contains two
+ * addresses (separated by ';', ',', '/', space, " et " or " & "), the
+ * first goes to out and the second to second (when second is not NULL;
+ * "" otherwise). Three addresses, or any part that is not an address,
+ * make the whole field NORM_INVALID. */
 enum norm_status norm_email(const char *in, char *out, size_t size, char *second,
                             size_t second_size);
 
 /* Date to yyyy-mm-dd. Accepts dd/mm/yyyy, d/m/yyyy, dd-mm-yyyy, dd.mm.yyyy,
- * yyyy-mm-dd and yyyy-mm-dd hh:mm:ss. "0000-00-00", "00/00/0000" and empty
- * are NORM_EMPTY. Impossible dates (month 13, 31 April, 29 February of a
- * common year, a year before 1900 or after 2100) are NORM_INVALID. */
+ * yyyy-mm-dd, yyyy/mm/dd and either followed by " hh:mm[:ss]" (or
+ * "Thh:mm"). "0000-00-00", "00/00/0000" and empty are NORM_EMPTY.
+ * Impossible dates (month 13, 31 April, 29 February of a common year, a
+ * year before 1900 or after 2100) and two-digit years are NORM_INVALID. */
 enum norm_status norm_date(const char *in, char *out, size_t size);
 
 /* FFE licence number: seven digits and a letter, upper-cased, inner spaces
@@ -69,19 +85,25 @@ enum norm_status norm_date(const char *in, char *out, size_t size);
  * not be used as an identity key. */
 enum norm_status norm_licence(const char *in, char *out, size_t size);
 
-/* Galop label to a code of the table galop_level: "Galop 3", "G3", "3",
- * "galop 3 ", "Galop Poney de Bronze" -> "poney-bronze", "Galop de Bronze" ->
- * "galop-bronze", "Galop d'Or" -> "galop-or". "0" and empty are NORM_EMPTY. */
+/* Galop label to a code of the table galop_level: "Galop 3", "G3", "g 3",
+ * "3", "galop 3 " -> "galop-3" (1 to 9); "Galop Poney de Bronze" and
+ * "Poney de Bronze" -> "poney-bronze"; "Galop de Bronze" -> "galop-bronze";
+ * "Galop d'Or" or "Galop d’Or" -> "galop-or"; the codes themselves are
+ * accepted. "0", "Galop 0" and empty are NORM_EMPTY. */
 enum norm_status norm_galop(const char *in, char *out, size_t size);
 
-/* Sex: "F", "Femme", "Féminin", "Mme" -> "F"; "M", "H", "Homme", "Masculin",
- * "M." -> "M". */
+/* Sex: "F", "Femme", "Féminin", "Mme", "Madame", "Mlle", "2" -> "F"; "M",
+ * "H", "Homme", "Masculin", "M.", "Monsieur", "1" -> "M" (1 and 2 as in the
+ * French social security number). Anything else is NORM_INVALID. */
 enum norm_status norm_sex(const char *in, char *out, size_t size);
 
 /* Country name (French or English) or ISO code (alpha-2 or alpha-3, any
  * case) to ISO 3166-1 alpha-2: "France", "FRA", "fr" -> "FR"; "Belgique"
- * -> "BE". Covers the countries of the European Union, the United Kingdom,
- * Switzerland and the other countries common among French clubs' riders. */
+ * -> "BE"; "UK" -> "GB". Covers the countries of the European Union, the
+ * United Kingdom, Switzerland, Norway, Iceland and the other countries
+ * common among French clubs' riders. The overseas departments (Guadeloupe,
+ * Martinique, Guyane, La Réunion, Mayotte, and their ISO codes) are "FR",
+ * because they are France and use French postcodes and phone numbers. */
 enum norm_status norm_country(const char *in, char *out, size_t size);
 
 #endif
