@@ -49,6 +49,35 @@ const struct auth_user *auth_require(struct app *app, struct http_request *req,
 int auth_allowed(struct app *app, const struct auth_user *user, const char *action,
                  int64_t target_person_id);
 
+/* Authenticates req (session cookie with its CSRF token on state-changing
+ * methods, or API token) without any permission check. Returns the user
+ * (owned by req), or NULL after responding 401 or 403 "csrf". */
+const struct auth_user *auth_authenticate(struct app *app, struct http_request *req);
+
+/* auth_require and auth_allowed with target.role set (the role granted,
+ * removed or given to an API token, for rider.roles.update and
+ * tokens.manage). role may be NULL. */
+const struct auth_user *auth_require_role(struct app *app, struct http_request *req,
+                                          const char *action, int64_t target_person_id,
+                                          const char *role);
+int auth_allowed_role(struct app *app, const struct auth_user *user, const char *action,
+                      int64_t target_person_id, const char *role);
+
+/* Returns the person who holds, or should hold, the login of a family's
+ * shared e-mail address: the person with a password for that address when
+ * there is one; otherwise an adult legal guardian or payer, else the
+ * oldest adult, else the oldest person (people without a birth date last,
+ * then the lowest id). Returns 0 when nobody has the address, -1 on a
+ * database error. */
+int64_t auth_family_account_holder(struct db *db, const char *email);
+
+/* Sets a person's password hash (password_hash() output), clears
+ * must_change_password, writes an audit row and voids the person's unused
+ * mail links. Refuses (-1, *err_fr set, caller frees) when another person
+ * with the same e-mail address already has a password: one login per
+ * address. Returns 0. The caller handles the transaction. */
+int auth_set_password(struct db *db, int64_t person_id, const char *hash, char **err_fr);
+
 /* Registers /api/v1/session (login, logout, current user) and the account
  * routes (password change, API tokens). */
 void auth_register_routes(struct app *app);

@@ -1,0 +1,98 @@
+/*
+ * Helpers shared by the JSON API handlers (core/auth.c, core/api_*.c):
+ * reading a JSON request body, validation errors with per-field French
+ * messages, path parameters, and the field catalogue of the running script
+ * version. The routes themselves live in the api_*.c files.
+ */
+#ifndef LICOL_API_H
+#define LICOL_API_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "fields.h"
+#include "http.h"
+
+struct script_version;
+struct script_state;
+
+/* Parses req's body as a JSON object. On failure responds 400 (code
+ * "bad_request", French message) and returns NULL; on success returns a
+ * new reference. An empty body gives an empty object. */
+json_t *api_read_object(struct http_request *req);
+
+/* Responds 422 {"error": {"code": "validation", "message", "fields"}}.
+ * Takes ownership of fields (an object field key -> French message). */
+void api_respond_validation(struct http_request *req, json_t *fields);
+
+/* Responds with an error whose message is built from a format. */
+void api_respond_errorf(struct http_request *req, int status, const char *code, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+
+/* Responds 500 for a database failure and logs the SQLite message. */
+void api_respond_db_error(struct http_request *req, struct app *app, const char *what);
+
+/* Reads the path parameter name as a positive integer id. Returns it, or 0
+ * after responding 404 when it is not one. */
+int64_t api_param_id(struct http_request *req, const char *name);
+
+/* The current script version (reference held) and its catalogue and main
+ * state, or, while the server runs without a script engine (unit tests),
+ * a catalogue of the core fields only and no state. Release with
+ * api_scripts_release. */
+struct api_scripts {
+    struct script_version *version;
+    const struct fields_catalogue *fields;
+    struct script_state *state;
+};
+void api_scripts_acquire(struct app *app, struct api_scripts *out);
+void api_scripts_release(struct api_scripts *scripts);
+
+/* Person roles as a JSON array of role names, from a bit mask. */
+json_t *api_roles_json(unsigned roles);
+
+/* Parses a comma-separated list of role names (as group_concat returns
+ * them) into a bit mask; unknown names are ignored. */
+unsigned api_roles_parse(const char *list);
+
+/* Role name for a single bit, or NULL. */
+const char *api_role_name(unsigned bit);
+
+/* Text column as a JSON string, or JSON null when the column is NULL. */
+json_t *api_column_json(void *stmt, int column);
+
+/* Counter bumped by every write made through the API on the loop thread,
+ * combined with SQLite's data_version (writes by other connections, such as
+ * the import worker) to tell whether cached list answers are still fresh. */
+void api_data_changed(void);
+uint64_t api_data_generation(struct app *app);
+
+struct auth_user;
+
+/* Writes one audit_log row now (actor: the user's person, NULL for an API
+ * token). Returns 0 or -1 on a database error. */
+int api_audit(struct app *app, const struct auth_user *user, int64_t person_id,
+              const char *action, const char *field, const char *old_value,
+              const char *new_value);
+
+/* Family links of a person as the rider record shows them:
+ * [{link_id, person: {id, last_name, first_name}, relationship,
+ * is_legal_guardian, is_payer, direction: "parent"|"child"}]. */
+json_t *api_family_links_json(struct app *app, int64_t person_id);
+
+/* Creates a person from fields (validated as POST /api/v1/riders does,
+ * without the "roles" key) with roles, inside one transaction in which
+ * in_tx(arg, new id) also runs (NULL: nothing more). Returns the new id,
+ * or 0 after responding (422, 409 or 500; in_tx responds itself when it
+ * returns non-zero). */
+int64_t api_rider_create(struct app *app, struct http_request *req, const struct auth_user *user,
+                         json_t *fields, unsigned roles, int (*in_tx)(void *arg, int64_t id),
+                         void *arg);
+
+/* Route registration of each API file. */
+void api_riders_register_routes(struct app *app);
+void api_family_register_routes(struct app *app);
+void api_misc_register_routes(struct app *app);
+
+#endif
