@@ -1,9 +1,9 @@
 /*
  * Streaming CSV reader: encoding detection and conversion to UTF-8, separator
- * sniffing, physical line tracking and the French error messages. libcsv does
- * the quoting rules; this file feeds it one physical line at a time so that
- * every record and field can be placed on its line. What a record means is
- * left to the import pipeline.
+ * sniffing, physical line tracking and the French error messages. libcsv
+ * applies the quoting rules. This file feeds it one physical line at a time,
+ * so that every record and field can be placed on its line. What a record
+ * means is left to the import pipeline.
  *
  * Data flow: raw chunk (64 KiB) -> UTF-8 text (at most 3 bytes per input
  * byte) -> pieces ending at CR or LF -> csv_parse -> field and record
@@ -457,8 +457,9 @@ static size_t convert(struct reader *r, const unsigned char *in, size_t len)
             if (pos == len || (incomplete && !r->eof))
                 break;
             if (!r->utf8_fallback_logged) {
-                log_warn("csvread", "invalid UTF-8 near line %ld, decoding those bytes as "
-                                    "Windows-1252",
+                log_warn("csvread",
+                         "invalid UTF-8 near line %ld, decoding those bytes as "
+                         "Windows-1252",
                          r->line);
                 r->utf8_fallback_logged = 1;
             }
@@ -505,7 +506,7 @@ static size_t convert(struct reader *r, const unsigned char *in, size_t len)
     return pos;
 }
 
-/* Reads until raw holds CHUNK_SIZE bytes or the input ends. */
+/* Reads until raw contains CHUNK_SIZE bytes or the input ends. */
 static int fill_raw(struct reader *r)
 {
     while (r->raw_len < CHUNK_SIZE && !r->eof) {
@@ -542,20 +543,20 @@ static int reject_known_binary(struct reader *r)
 {
     const unsigned char *s = r->raw;
     size_t n = r->raw_len;
-    const char *what = NULL;
+    const char *kind = NULL;
 
     if (starts_with(s, n, "PK\x03\x04", 4))
-        what = "un classeur compressé (Excel .xlsx ou LibreOffice .ods)";
+        kind = "un classeur compressé (Excel .xlsx ou LibreOffice .ods)";
     else if (starts_with(s, n, "\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", 8))
-        what = "un classeur Excel de l'ancien format (.xls)";
+        kind = "un classeur Excel de l'ancien format (.xls)";
     else if (starts_with(s, n, "%PDF", 4))
-        what = "un document PDF";
-    if (!what)
+        kind = "un document PDF";
+    if (!kind)
         return 0;
     set_error(r, str_printf("Le fichier est %s, pas un fichier CSV. Ouvrez la liste dans votre "
                             "tableur, enregistrez-la au format « CSV (point-virgule) », puis "
                             "importez ce fichier CSV.",
-                            what));
+                            kind));
     return -1;
 }
 

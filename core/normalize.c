@@ -81,8 +81,14 @@ static void out_str(struct out *o, const char *s)
 {
     while (*s && !o->full) {
         unsigned char c = (unsigned char)*s;
-        size_t n = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+        size_t n = 1;
 
+        if (c >= 0xF0)
+            n = 4;
+        else if (c >= 0xE0)
+            n = 3;
+        else if (c >= 0xC0)
+            n = 2;
         if (strnlen(s, n) < n)
             n = strnlen(s, n);
         out_bytes(o, s, n);
@@ -152,20 +158,20 @@ static int is_invisible_cp(uint32_t cp)
 static const char *fold_latin(uint32_t cp)
 {
     static const char *const latin1[64] = {
-        "a",  "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
-        "d",  "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "ss",
-        "a",  "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",
-        "d",  "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "y",
+        "a", "a", "a", "a", "a", "a", "ae", "c",  "e", "e", "e", "e", "i", "i", "i",  "i",
+        "d", "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "ss",
+        "a", "a", "a", "a", "a", "a", "ae", "c",  "e", "e", "e", "e", "i", "i", "i",  "i",
+        "d", "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "y",
     };
     static const struct {
         uint16_t first, last;
         const char *ascii;
     } extended[] = {
-        {0x100, 0x105, "a"}, {0x106, 0x10D, "c"}, {0x10E, 0x111, "d"}, {0x112, 0x11B, "e"},
-        {0x11C, 0x123, "g"}, {0x124, 0x127, "h"}, {0x128, 0x131, "i"}, {0x132, 0x133, "ij"},
-        {0x134, 0x135, "j"}, {0x136, 0x138, "k"}, {0x139, 0x142, "l"}, {0x143, 0x14B, "n"},
+        {0x100, 0x105, "a"}, {0x106, 0x10D, "c"},  {0x10E, 0x111, "d"}, {0x112, 0x11B, "e"},
+        {0x11C, 0x123, "g"}, {0x124, 0x127, "h"},  {0x128, 0x131, "i"}, {0x132, 0x133, "ij"},
+        {0x134, 0x135, "j"}, {0x136, 0x138, "k"},  {0x139, 0x142, "l"}, {0x143, 0x14B, "n"},
         {0x14C, 0x151, "o"}, {0x152, 0x153, "oe"}, {0x154, 0x159, "r"}, {0x15A, 0x161, "s"},
-        {0x162, 0x167, "t"}, {0x168, 0x173, "u"}, {0x174, 0x175, "w"}, {0x176, 0x178, "y"},
+        {0x162, 0x167, "t"}, {0x168, 0x173, "u"},  {0x174, 0x175, "w"}, {0x176, 0x178, "y"},
         {0x179, 0x17E, "z"}, {0x17F, 0x17F, "s"},
     };
 
@@ -269,11 +275,32 @@ static void fold_into(const char *in, struct out *o, int alnum_only)
 static int is_placeholder(const char *text)
 {
     static const char *const words[] = {
-        "x",      "xx",       "xxx",    "neant",          "inconnu",       "inconnue",
-        "n a",    "na",       "nc",     "n c",            "nr",            "n r",
-        "nd",     "n d",      "null",   "none",           "unknown",       "aucun",
-        "aucune", "sans",     "vide",   "non renseigne",  "non renseignee", "a completer",
-        "nil",    "undefined",
+        "x",
+        "xx",
+        "xxx",
+        "neant",
+        "inconnu",
+        "inconnue",
+        "n a",
+        "na",
+        "nc",
+        "n c",
+        "nr",
+        "n r",
+        "nd",
+        "n d",
+        "null",
+        "none",
+        "unknown",
+        "aucun",
+        "aucune",
+        "sans",
+        "vide",
+        "non renseigne",
+        "non renseignee",
+        "a completer",
+        "nil",
+        "undefined",
     };
     char key[64];
     struct out o;
@@ -919,11 +946,11 @@ static int in_list(const char *key, const char *const *list)
 
 enum norm_status norm_sex(const char *in, char *out, size_t size)
 {
-    static const char *const female[] = {"f",     "femme",  "feminin", "feminine", "mme",
-                                         "madame", "mlle",  "mademoiselle", "fille",
-                                         "female", "woman", "w",       "2",        NULL};
-    static const char *const male[] = {"m",      "h",    "homme", "masculin", "mr",  "m r",
-                                       "monsieur", "garcon", "male", "man",     "1",   NULL};
+    static const char *const female[] = {
+        "f",     "femme",  "feminin", "feminine", "mme", "madame", "mlle", "mademoiselle",
+        "fille", "female", "woman",   "w",        "2",   NULL};
+    static const char *const male[] = {"m",        "h",      "homme", "masculin", "mr", "m r",
+                                       "monsieur", "garcon", "male",  "man",      "1",  NULL};
     char work[WORK_MAX];
     enum norm_status status = begin(in, work, out, size);
     char key[64];

@@ -145,7 +145,8 @@ static void sample_celeris(void **state)
 static void windows_1252_punctuation(void **state)
 {
     /* 0x92 ’, 0x9C œ, 0x80 €, 0x85 …, 0xE9 é: Windows-1252, not Latin-1. */
-    static const char data[] = "nom;note\r\nd\x92" "Arc;C\x9Cur 10\x80\x85 \xE9t\xE9\r\n";
+    static const char data[] = "nom;note\r\nd\x92"
+                               "Arc;C\x9Cur 10\x80\x85 \xE9t\xE9\r\n";
     struct collected c;
     struct csvread_info info;
     char *err = NULL;
@@ -255,7 +256,10 @@ static void utf16_files(void **state)
 static void utf16_lone_surrogate(void **state)
 {
     /* "a;b\n" then a high surrogate followed by 'x' */
-    static const char data[] = "\xFF\xFE" "a\0;\0b\0\n\0" "\x3D\xD8" "x\0;\0y\0\n\0";
+    static const char data[] = "\xFF\xFE"
+                               "a\0;\0b\0\n\0"
+                               "\x3D\xD8"
+                               "x\0;\0y\0\n\0";
     struct collected c;
     struct csvread_info info;
     char *err = NULL;
@@ -270,9 +274,7 @@ static void utf16_lone_surrogate(void **state)
 static void line_ends(void **state)
 {
     static const char *const inputs[] = {
-        "a;b\n1;2\n3;4\n",
-        "a;b\r\n1;2\r\n3;4\r\n",
-        "a;b\r1;2\r3;4\r",
+        "a;b\n1;2\n3;4\n", "a;b\r\n1;2\r\n3;4\r\n", "a;b\r1;2\r3;4\r",
         "a;b\n1;2\r\n3;4", /* mixed, no final line end */
     };
 
@@ -322,12 +324,9 @@ static void separator_sniffing(void **state)
         const char *data;
         char separator;
     } cases[] = {
-        {"a;b;c\n1;2;3\n", ';'},
-        {"a,b,c\n1,2,3\n", ','},
-        {"a\tb\tc\n1\t2\t3\n", '\t'},
-        {"\"x;y\",b,c\n1,2,3\n", ','}, /* the ';' is inside quotes */
-        {"\"a,b\";c;d\n1;2;3\n", ';'},
-        {"seule\nvaleur\n", ';'},
+        {"a;b;c\n1;2;3\n", ';'},       {"a,b,c\n1,2,3\n", ','},
+        {"a\tb\tc\n1\t2\t3\n", '\t'},  {"\"x;y\",b,c\n1,2,3\n", ','}, /* the ';' is inside quotes */
+        {"\"a,b\";c;d\n1;2;3\n", ';'}, {"seule\nvaleur\n", ';'},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -613,7 +612,8 @@ static void late_invalid_utf8(void **state)
     n += (size_t)sprintf(data, "nom;ville\n");
     while (n < 100 * 1024)
         n += (size_t)sprintf(data + n, "Élise;Saumur\n");
-    n += (size_t)sprintf(data + n, "Cl\xE9" "ment;Tours\n");
+    n += (size_t)sprintf(data + n, "Cl\xE9"
+                                   "ment;Tours\n");
     assert_int_equal(csvread_buffer(data, n, NULL, check_last, &found, &info, &err), 0);
     assert_string_equal(info.encoding, "utf-8");
     assert_int_equal(found, 1);

@@ -19,7 +19,7 @@ struct norm_case {
 
 typedef enum norm_status (*norm_fn)(const char *in, char *out, size_t size);
 
-static void check_case(const char *what, norm_fn fn, const struct norm_case *c)
+static void check_case(const char *function, norm_fn fn, const struct norm_case *c)
 {
     char out[512];
     enum norm_status status;
@@ -27,7 +27,7 @@ static void check_case(const char *what, norm_fn fn, const struct norm_case *c)
     memset(out, 'Z', sizeof(out));
     status = fn(c->in, out, sizeof(out));
     if (status != c->status || strcmp(out, c->out) != 0)
-        print_error("%s(\"%s\"): expected %d \"%s\", got %d \"%s\"\n", what, c->in, c->status,
+        print_error("%s(\"%s\"): expected %d \"%s\", got %d \"%s\"\n", function, c->in, c->status,
                     c->out, status, out);
     assert_int_equal(status, c->status);
     assert_string_equal(out, c->out);
@@ -70,10 +70,16 @@ static void text_cases(void **state)
         {"a\t\tb", NORM_OK, "a b"},
         {"21 allée des Tilleuls\nBâtiment B", NORM_OK, "21 allée des Tilleuls Bâtiment B"},
         {"a\r\nb", NORM_OK, "a b"},
-        {"a\xC2\xA0\xC2\xA0" "b", NORM_OK, "a b"},          /* non-breaking spaces */
-        {"a\xE2\x80\xAF" "b", NORM_OK, "a b"},              /* narrow no-break space */
-        {"\xEF\xBB\xBFSaumur", NORM_OK, "Saumur"},          /* BOM */
-        {"a\xE2\x80\x8B" "b", NORM_OK, "ab"},               /* zero-width space */
+        {"a\xC2\xA0\xC2\xA0"
+         "b",
+         NORM_OK, "a b"}, /* non-breaking spaces */
+        {"a\xE2\x80\xAF"
+         "b",
+         NORM_OK, "a b"},                          /* narrow no-break space */
+        {"\xEF\xBB\xBFSaumur", NORM_OK, "Saumur"}, /* BOM */
+        {"a\xE2\x80\x8B"
+         "b",
+         NORM_OK, "ab"}, /* zero-width space */
         {"", NORM_EMPTY, ""},
         {"   ", NORM_EMPTY, ""},
         {".", NORM_EMPTY, ""},
@@ -92,8 +98,12 @@ static void text_cases(void **state)
         {"non renseigné", NORM_EMPTY, ""},
         {"Xavier", NORM_OK, "Xavier"},
         {"Cœur", NORM_OK, "Cœur"},
-        {"\xFF" "abc", NORM_OK, "\xEF\xBF\xBD" "abc"}, /* invalid byte -> U+FFFD */
-        {"ab\xC3", NORM_OK, "ab\xEF\xBF\xBD"},         /* truncated sequence at the end */
+        {"\xFF"
+         "abc",
+         NORM_OK,
+         "\xEF\xBF\xBD"
+         "abc"},                               /* invalid byte -> U+FFFD */
+        {"ab\xC3", NORM_OK, "ab\xEF\xBF\xBD"}, /* truncated sequence at the end */
         {"\xED\xA0\x80", NORM_OK, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* surrogate */
     };
 
@@ -210,7 +220,9 @@ static void name_cases(void **state)
         {"ÉLODIE", NORM_OK, "Élodie"},
         {"œdipe", NORM_OK, "Œdipe"},
         {"  marie   claire  ", NORM_OK, "Marie Claire"},
-        {"marie\xC2\xA0" "claire", NORM_OK, "Marie Claire"},
+        {"marie\xC2\xA0"
+         "claire",
+         NORM_OK, "Marie Claire"},
         {".", NORM_EMPTY, ""},
         {"", NORM_EMPTY, ""},
         {"?", NORM_EMPTY, ""},
@@ -241,7 +253,9 @@ static void phone_cases(void **state)
         {"0033140592515", NORM_OK, "+33140592515"},
         {"0690 12 34 56", NORM_OK, "+33690123456"}, /* overseas: +33 as files write it */
         {"0262 12 34 56", NORM_OK, "+33262123456"},
-        {"\xC2\xA0" "06 12 34 56 78 ", NORM_OK, "+33612345678"},
+        {"\xC2\xA0"
+         "06 12 34 56 78 ",
+         NORM_OK, "+33612345678"},
         {"+32 470 12 34 56", NORM_OK, "+32470123456"},
         {"0032 470 12 34 56", NORM_OK, "+32470123456"},
         {"0041 79 123 45 67", NORM_OK, "+41791234567"},
@@ -343,15 +357,14 @@ static void email_cases(void **state)
 static void email_two_addresses(void **state)
 {
     static const char *const inputs[] = {
-        "a@b.fr;c@d.fr", "a@b.fr; c@d.fr", "a@b.fr, c@d.fr", "a@b.fr / c@d.fr",
+        "a@b.fr;c@d.fr", "a@b.fr; c@d.fr",   "a@b.fr, c@d.fr",  "a@b.fr / c@d.fr",
         "a@b.fr c@d.fr", "A@B.FR et C@D.FR", "a@b.fr & c@d.fr", "a@b.fr ;; c@d.fr",
     };
     char out[64];
     char second[64];
 
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
-        assert_int_equal(norm_email(inputs[i], out, sizeof(out), second, sizeof(second)),
-                         NORM_OK);
+        assert_int_equal(norm_email(inputs[i], out, sizeof(out), second, sizeof(second)), NORM_OK);
         assert_string_equal(out, "a@b.fr");
         assert_string_equal(second, "c@d.fr");
     }
@@ -476,13 +489,13 @@ static void galop_cases(void **state)
 static void sex_cases(void **state)
 {
     static const struct norm_case cases[] = {
-        {"F", NORM_OK, "F"},          {"f", NORM_OK, "F"},        {"Femme", NORM_OK, "F"},
-        {"Féminin", NORM_OK, "F"},    {"FÉMININ", NORM_OK, "F"},  {"Mme", NORM_OK, "F"},
-        {"Mme.", NORM_OK, "F"},       {"Madame", NORM_OK, "F"},   {"Mlle", NORM_OK, "F"},
-        {"M", NORM_OK, "M"},          {"m", NORM_OK, "M"},        {"H", NORM_OK, "M"},
-        {"Homme", NORM_OK, "M"},      {"Masculin", NORM_OK, "M"}, {"M.", NORM_OK, "M"},
-        {"Monsieur", NORM_OK, "M"},   {"Mr", NORM_OK, "M"},       {"", NORM_EMPTY, ""},
-        {"?", NORM_EMPTY, ""},        {"Z", NORM_INVALID, "Z"},   {"Autre", NORM_INVALID, "Autre"},
+        {"F", NORM_OK, "F"},        {"f", NORM_OK, "F"},        {"Femme", NORM_OK, "F"},
+        {"Féminin", NORM_OK, "F"},  {"FÉMININ", NORM_OK, "F"},  {"Mme", NORM_OK, "F"},
+        {"Mme.", NORM_OK, "F"},     {"Madame", NORM_OK, "F"},   {"Mlle", NORM_OK, "F"},
+        {"M", NORM_OK, "M"},        {"m", NORM_OK, "M"},        {"H", NORM_OK, "M"},
+        {"Homme", NORM_OK, "M"},    {"Masculin", NORM_OK, "M"}, {"M.", NORM_OK, "M"},
+        {"Monsieur", NORM_OK, "M"}, {"Mr", NORM_OK, "M"},       {"", NORM_EMPTY, ""},
+        {"?", NORM_EMPTY, ""},      {"Z", NORM_INVALID, "Z"},   {"Autre", NORM_INVALID, "Autre"},
         {"MF", NORM_INVALID, "MF"},
     };
 
@@ -557,12 +570,37 @@ static void country_cases(void **state)
 static void hostile_input(void **state)
 {
     static const char *const inputs[] = {
-        "\xC3",           "\xE2\x82",     "\xF0\x9F\x98",       "\x80\x80\x80", "\xFF\xFE",
-        "é\xC3",          "+33\xC2",      "06\xA0" "12345678",  "d'",           "d’",
-        "D'",             "(0)",          "+",                  "00",           "@",
-        "a@",             "@@",           ";;;",                " et ",         "galop d",
-        "poney d",        "g",            "9999-99-99",         "1/1/",         "//",
-        "2002-02-22 1:",  "\xE2\x80\x99", "\xC5\x92\xC5\x92",   "ß",            "F-",
+        "\xC3",
+        "\xE2\x82",
+        "\xF0\x9F\x98",
+        "\x80\x80\x80",
+        "\xFF\xFE",
+        "é\xC3",
+        "+33\xC2",
+        ("06\xA0"
+         "12345678"),
+        "d'",
+        "d’",
+        "D'",
+        "(0)",
+        "+",
+        "00",
+        "@",
+        "a@",
+        "@@",
+        ";;;",
+        " et ",
+        "galop d",
+        "poney d",
+        "g",
+        "9999-99-99",
+        "1/1/",
+        "//",
+        "2002-02-22 1:",
+        "\xE2\x80\x99",
+        "\xC5\x92\xC5\x92",
+        "ß",
+        "F-",
     };
     char out[4];
     char second[3];
