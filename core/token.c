@@ -1,9 +1,9 @@
 /*
  * One-time tokens stored as digests. Lookups go through the UNIQUE index on
- * token_hash: the index comparison is not constant-time, but it compares
- * digests, and timing what a digest prefix matches reveals nothing to an attacker
- * about which token text would produce it. The digest found is compared
- * again with sodium_memcmp before it is trusted.
+ * token_hash. That index comparison is not constant-time, but it compares
+ * digests, and timing how much of a digest matches reveals nothing about
+ * which token text would produce it. The digest found is compared again
+ * with sodium_memcmp before it is trusted.
  */
 #include "token.h"
 #include "log.h"
