@@ -1,5 +1,5 @@
 /*
- * Field catalogue: the person fields Licol knows, in display order. The core
+ * Field catalogue: the person fields Licol stores, in display order. The core
  * fields (columns of the table person) come first, then the fields declared
  * by plugins (stored in person_field, keyed by field key). The script engine
  * builds one catalogue per script version; it is immutable once built and
@@ -84,8 +84,8 @@ const struct field_def *fields_find_alias(const struct fields_catalogue *catalog
                                           const char *header);
 
 /* Validates value for the field key. C checks the type, required, bounds,
- * length, pattern and choices; then, when state is not NULL and the owning
- * plugin gives a validate function, the plugin decides. An empty or NULL
+ * length, pattern and choices. Then, when state is not NULL and the owning
+ * plugin gives a validate function, that function decides. An empty or NULL
  * value is valid unless the field is required. Returns 0 when valid, -1
  * with *err_fr set (French message naming the field, caller frees). */
 int fields_validate(const struct fields_catalogue *catalogue, const char *key,

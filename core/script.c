@@ -182,7 +182,7 @@ static int walk_dir(struct file_list *list, const char *dir, const char *prefix,
     int rc = 0;
 
     if (n < 0)
-        return 0; /* a missing directory holds no files */
+        return 0; /* a missing directory contains no files */
     for (int i = 0; i < n; i++) {
         const char *base = entries[i]->d_name;
         char *path = NULL, *name = NULL;
@@ -773,7 +773,11 @@ json_t *script_engine_status(struct script_engine *engine)
     json_t *files = json_array();
     json_t *plugins = json_array();
     json_t *status;
+    json_int_t reloads;
 
+    pthread_mutex_lock(&engine->lock);
+    reloads = (json_int_t)engine->reloads;
+    pthread_mutex_unlock(&engine->lock);
     for (size_t i = 0; i < v->file_count; i++)
         json_array_append_new(files, json_string(v->files[i].name));
     for (size_t i = 0; i < v->plugin_count; i++) {
@@ -792,8 +796,7 @@ json_t *script_engine_status(struct script_engine *engine)
                        "loaded_at", iso_time(v->loaded_at), "files", files, "plugins", plugins,
                        "last_error", engine->errors->last_error, "last_error_at",
                        iso_time(engine->errors->last_error_at), "rejected_reloads",
-                       (json_int_t)engine->errors->rejected, "reloads",
-                       (json_int_t)engine->reloads);
+                       (json_int_t)engine->errors->rejected, "reloads", reloads);
     pthread_mutex_unlock(&engine->errors->lock);
     script_version_release(v);
     return status;

@@ -40,21 +40,23 @@ struct script_config {
     unsigned budget_ms;       /* wall-clock budget per call and per file load; 0 = 200 */
     unsigned debounce_ms;     /* delay after a file event before checking; 0 = 250 */
     unsigned poll_ms;         /* fallback poll interval; 0 = 5000 */
-    size_t max_string;        /* longest string C passes to a script; 0 = 64 KiB */
+    size_t max_string;        /* max bytes of a string C passes to a script; 0 = 64 KiB */
 };
 
 /* Modules the engine loads from scripts/. The table in script.c maps each
- * id to a file name or glob, says whether the module is required and which
- * functions it must export. Callers reach a function with (module, instance,
+ * id to a file name or glob, marks the module required or optional and
+ * lists the functions it must export. Callers reach a function with (module, instance,
  * function index); instance is 0 except for glob modules such as formats. */
 enum script_module {
     SCRIPT_MOD_ROLES = 0, /* roles.lua, required */
     SCRIPT_MOD_FORMATS,   /* each .lua file under formats/, optional, one instance per file */
+    SCRIPT_MOD_MERGE,     /* merge.lua: import merge policy, optional */
     SCRIPT_MOD_COUNT
 };
 
 enum { SCRIPT_ROLES_CAN = 0 };
 enum { SCRIPT_FORMAT_DETECT = 0, SCRIPT_FORMAT_MAP = 1 };
+enum { SCRIPT_MERGE_POLICY = 0 };
 
 /* Plugin hook events, in the order of script_hook_names. */
 enum script_hook {
@@ -90,11 +92,14 @@ struct script_engine *script_engine_new(const struct script_config *config, char
 void script_engine_set_config(struct script_engine *engine, json_t *config);
 
 /* Builds a new version from disk and swaps it in when it loads and passes
- * validation. Returns 1 when swapped, 0 when nothing changed on disk (only
- * when force is 0), -1 when rejected (the old version keeps serving; the
- * error is logged and kept as last_error). Loop thread only; SIGHUP calls
- * it with force = 1. */
+ * validation. Returns 1 when swapped, or -1 when rejected. A rejected
+ * version changes nothing: the old one keeps serving, and the error is
+ * logged and kept as last_error. Loop thread only. SIGHUP calls this. */
 int script_engine_reload(struct script_engine *engine);
+
+/* Like script_engine_reload(), but returns 0 without building anything
+ * when the files' names, sizes, mtimes and inodes are those of the last
+ * attempt. The watch and the poll call this. */
 int script_engine_reload_if_changed(struct script_engine *engine);
 
 /* Watches the script and plugin directories (and their subdirectories)
@@ -159,11 +164,12 @@ const char *script_module_file(struct script_state *state, enum script_module mo
 int script_push_function(struct script_state *state, enum script_module module,
                          size_t instance, int function);
 
-/* Calls the function below nargs arguments on the stack under the time
- * budget and a message handler, like lua_pcall. On error, logs "file:line:
- * message" with the traceback, records it as the engine's last error, pops
- * it and returns -1 with no results; on success returns 0 with nresults on
- * the stack. what names the call in logs. Stack: [-(nargs+1), +nresults]. */
+/* Calls the function below nargs arguments on the stack, like lua_pcall,
+ * under the time budget and a message handler. Returns 0 with nresults on
+ * the stack. On error, returns -1 with nothing pushed, after logging
+ * "file:line: message" and the traceback and keeping it as the engine's
+ * last error. what names the call in logs.
+ * Stack: [-(nargs+1), +nresults] or [-(nargs+1), +0] on error. */
 int script_call(struct script_state *state, int nargs, int nresults, const char *what);
 
 /* Pushes a string capped at max_string bytes (Stack: [-0, +1]). Returns 0,
@@ -234,7 +240,7 @@ int script_route_find(struct script_state *state, const char *plugin, const char
 /* Calls a route handler with request (a JSON object the server fills:
  * method, path, query, body, subject, ...; "params" is added from the path).
  * Sets *status and *body (new reference). Returns 0, or -1 when the handler
- * failed (then *status = 500 and *body holds a French error). */
+ * failed (then *status = 500 and *body contains a French error). */
 int script_route_call(struct script_state *state, int route, const char *path,
                       json_t *request, int *status, json_t **body);
 

@@ -165,9 +165,6 @@ int script_field_validate(struct script_state *state, const struct field_def *fi
                           const char *value, char **err_fr);
 void script_plugin_decls_free(struct script_version *version);
 
-/* script_roles.c */
-void script_roles_reset(struct script_state *state);
-
 /* script.c */
 const struct script_file *script_version_file(const struct script_version *version,
                                               const char *name);

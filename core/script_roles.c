@@ -1,7 +1,7 @@
 /*
  * Permission checks through scripts/roles.lua: can(subject, action, target).
  * The subject and target tables are built once per state and refilled in
- * place; the subject's role table is rebuilt only when the role set or the
+ * place. The subject's role table is rebuilt only when the role set or the
  * person changes, so a check costs a few table writes and one lua_pcall.
  */
 #include "script_internal.h"
@@ -48,15 +48,10 @@ static void create_tables(struct script_state *st)
     st->cache_valid = 0;
 }
 
-void script_roles_reset(struct script_state *st)
-{
-    st->cache_valid = 0;
-}
-
 /* Pushes the subject table, refreshed when the person or roles changed.
  * NOTE: a script that modifies subject.roles changes it for the following
- * checks of the same subject; roles.lua must treat its arguments as
- * read-only, as the shipped one does. Stack: [-0, +1]. */
+ * checks of the same subject, so roles.lua must treat its arguments as
+ * read-only (the shipped one does). Stack: [-0, +1]. */
 static void push_subject(struct script_state *st, const struct script_subject *subject)
 {
     lua_State *L = st->L;

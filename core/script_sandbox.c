@@ -33,9 +33,9 @@ static struct script_state *state_of(lua_State *L)
     return *(struct script_state **)lua_getextraspace(L);
 }
 
-/* Lua allocator with a cap on the bytes held by the state. Growth beyond
- * the cap fails, which Lua turns into a memory error after an emergency
- * collection; shrinking and freeing never fail. */
+/* Lua allocator with a cap on the bytes the state has allocated. Growth
+ * beyond the cap fails, and Lua turns that into a memory error after an
+ * emergency collection. Shrinking and freeing are never refused here. */
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct script_state *st = ud;

@@ -1,9 +1,9 @@
 /*
- * Hot reload: watches the script and plugin directories with uv_fs_event
- * (directories rather than files, because editors save by writing a
- * temporary file and renaming it over the old one), debounces the events
- * with a timer, and reloads only when the fingerprint of the files (names,
- * sizes, mtimes, inodes) changed. A slow poll timer covers file systems
+ * Hot reload: watches the script and plugin directories with uv_fs_event.
+ * It watches directories rather than files, because editors save by
+ * writing a temporary file and renaming it over the old one. Events are
+ * debounced with a timer, and a reload happens only when the fingerprint
+ * of the files (names, sizes, mtimes, inodes) changed. A slow poll timer covers file systems
  * where events are not delivered. Everything runs on the loop thread.
  */
 #include "script_internal.h"

@@ -134,7 +134,7 @@ static void sandbox_load_rejects_bytecode(void **state)
                                 "return fn == nil and err:find('binary chunk') ~= nil");
     assert_true_chunk(f->state, "local fn = load(function() return nil end) return fn == nil");
     assert_true_chunk(f->state, "return load('return 1 + 1')() == 2");
-    /* The env argument works and the chunk sees only that table. */
+    /* The env argument becomes the chunk's only global table. */
     assert_true_chunk(f->state, "return load('return x', 't', 't', { x = 7 })() == 7");
 }
 

@@ -115,8 +115,8 @@ static void reload_rejects_broken_edits(void **state)
         json_decref(status);
     }
 
-    /* The fixed file is picked up; the version acquired before keeps its
-     * answers. */
+    /* The fixed file is picked up, and the version acquired before keeps
+     * its old decisions. */
     tree_write(&tree, "scripts/roles.lua", ROLES_V2);
     assert_true(run_until(&loop, engine, "reloads", 1));
     {

@@ -150,7 +150,7 @@ static void roles_table_decisions(void **state)
             fail_msg("case %zu: roles 0x%x, %s, target %d: got %d, expected %d", i,
                      cases[i].roles, cases[i].action, cases[i].target, got, cases[i].expected);
         if (!got)
-            assert_non_null(reason); /* every denial says why, in French */
+            assert_non_null(reason); /* every denial comes with a French reason */
         free(reason);
     }
     assert_null(script_state_last_error(script_version_state(v)));

@@ -1,7 +1,7 @@
 /*
- * Helpers shared by the script engine tests: a temporary tree holding
- * scripts/ and plugins/, files written the way editors save them (a
- * temporary file renamed over the old one), and engine creation with short
+ * Helpers shared by the script engine tests. They create a temporary tree
+ * with scripts/ and plugins/, write files the way editors save them (a
+ * temporary file renamed over the old one), and create engines with short
  * limits so budget and memory tests run fast.
  */
 #ifndef LICOL_TEST_SCRIPT_UTIL_H
