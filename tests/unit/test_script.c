@@ -419,6 +419,31 @@ static void status_reports_version(void **state)
     json_decref(status);
 }
 
+/* The scripts and plugins shipped in the repository load together. */
+static void shipped_scripts_load(void **state)
+{
+    const char *src = getenv("LICOL_SOURCE_DIR") ? getenv("LICOL_SOURCE_DIR") : LICOL_SOURCE_DIR;
+    char *scripts = str_printf("%s/scripts", src);
+    char *plugins = str_printf("%s/plugins", src);
+    struct script_config cfg = {.scripts_dir = scripts, .plugins_dir = plugins};
+    char *err = NULL;
+    struct script_engine *engine;
+    struct script_version *v;
+
+    log_set_level("off");
+    engine = script_engine_new(&cfg, &err);
+    if (engine == NULL)
+        fail_msg("shipped scripts do not load: %s", err);
+    v = script_engine_acquire(engine);
+    assert_int_equal(script_module_count(script_version_state(v), SCRIPT_MOD_ROLES), 1);
+    assert_non_null(fields_find(script_version_fields(v), "taille_cm"));
+    assert_non_null(fields_find(script_version_fields(v), "certificat_medical_date"));
+    script_version_release(v);
+    script_engine_free(engine);
+    free(scripts);
+    free(plugins);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +462,7 @@ int main(void)
         cmocka_unit_test(formats_glob_loads_each_file),
         cmocka_unit_test_setup_teardown(worker_state_is_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(status_reports_version, setup, teardown),
+        cmocka_unit_test(shipped_scripts_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
