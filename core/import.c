@@ -1,0 +1,1585 @@
+/*
+ * Import execution: header detection, row mapping through the format
+ * scripts, matching, merging and writing. Run bookkeeping (creation,
+ * reports, undo, rejected rows) is in import_run.c.
+ *
+ * Per row: the format script's map(row, cols) returns a record table (or
+ * nil and a reason). The record is read into struct incoming, matched to a
+ * known person, merged field by field with the rule of scripts/merge.lua,
+ * and written inside a savepoint, so a row that fails half-way leaves
+ * nothing behind.
+ *
+ * Matching: a valid licence number first; otherwise the folded last name,
+ * first name and birth date (person.match_key). An e-mail alone never
+ * matches, because families share one. Several candidates, or a candidate
+ * whose licence number differs, set the row aside for staff ("à vérifier").
+ */
+#include "import.h"
+#include "csvread.h"
+#include "fields.h"
+#include "log.h"
+#include "normalize.h"
+#include "person.h"
+#include "script.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_SCRIPT_ERRORS 20 /* a broken format script aborts the run after this many rows */
+
+/* Core person columns an import may set, in the order of the SQL below. */
+enum column {
+    COL_LAST_NAME,
+    COL_FIRST_NAME,
+    COL_BIRTH_DATE,
+    COL_SEX,
+    COL_EMAIL,
+    COL_EMAIL_INVALID,
+    COL_PHONE,
+    COL_MOBILE,
+    COL_ADDRESS,
+    COL_ADDRESS2,
+    COL_POSTCODE,
+    COL_CITY,
+    COL_COUNTRY,
+    COL_LICENCE_NUMBER,
+    COL_LICENCE_RAW,
+    COL_GALOP,
+    COL_COUNT
+};
+
+static const char *const column_names[COL_COUNT] = {
+    "last_name", "first_name", "birth_date", "sex",      "email",   "email_invalid",
+    "phone",     "mobile",     "address",    "address2", "postcode", "city",
+    "country",   "licence_number", "licence_raw", "galop",
+};
+
+static const char *const column_labels[COL_COUNT] = {
+    "Nom",     "Prénom",  "Date de naissance",   "Sexe",  "E-mail", "E-mail invalide",
+    "Téléphone", "Portable", "Adresse", "Complément d'adresse", "Code postal", "Ville",
+    "Pays",    "Numéro de licence", "Licence (valeur non reconnue)", "Galop",
+};
+
+enum merge_rule { RULE_FILL, RULE_NEWEST, RULE_KEEP };
+
+struct licence_in {
+    long season;
+    const char *number, *type, *category, *club, *taken_on;
+};
+
+struct guardian_in {
+    const char *last_name, *first_name, *email, *phone, *mobile;
+};
+
+struct incoming {
+    const char *values[COL_COUNT];
+    const char *email2;
+    struct licence_in licence;
+    int has_guardian;
+    struct guardian_in guardian;
+};
+
+/* Open-addressing set of person ids already touched by this run, with the
+ * file line where each was first seen. */
+struct seen_set {
+    int64_t *ids;
+    long *lines;
+    size_t cap;
+    size_t count;
+};
+
+struct issue {
+    long record_no, line_no;
+    char kind; /* 'r' rejected, 's' set aside, 'w' warning */
+    char *field;
+    char *message;
+    int64_t person_id;
+    char *raw;
+};
+
+struct job {
+    struct db *db;
+    struct script_state *state;
+    lua_State *L;
+    const struct fields_catalogue *catalogue;
+    int64_t run_id;
+    const struct import_options *options;
+    struct import_progress *progress;
+    import_progress_fn on_progress;
+    void *userdata;
+    struct import_counts counts;
+    char now[32];
+
+    int header_seen;
+    size_t header_count;
+    json_t *header;
+    int format_instance;
+    char format_name[64];
+    char format_label[160];
+    int cols_ref;
+    int row_ref;
+    size_t row_len;
+    int script_errors;
+
+    enum merge_rule rules[COL_COUNT];
+    enum merge_rule default_rule;
+    int policy_ref; /* the policy table, for plugin field rules */
+
+    struct seen_set seen;
+    json_t *samples;
+    struct issue *issues;
+    size_t issue_count, issue_cap;
+
+    /* the row being processed, for issue records */
+    long record_no, line_no;
+    size_t nfields;
+    char **fields;
+
+    char *fatal;       /* French reason the run stops */
+    int file_rejected; /* the fatal reason is the file, not the database */
+    char encoding[16];
+    char separator;
+};
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int is_empty(const char *s)
+{
+    return !s || !*s;
+}
+
+static int same(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static void job_fail(struct job *job, int file_rejected, char *message)
+{
+    if (job->fatal) {
+        free(message);
+        return;
+    }
+    job->fatal = message ? message : strdup("Erreur interne pendant l'import.");
+    job->file_rejected = file_rejected;
+}
+
+static void job_db_fail(struct job *job, const char *what)
+{
+    job_fail(job, 0,
+             str_printf("Erreur de la base de données (%s) : %s. L'import est annulé, rien n'a "
+                        "été modifié.",
+                        what, sqlite3_errmsg(db_handle(job->db))));
+}
+
+static char *row_raw_json(struct job *job)
+{
+    json_t *array = json_array();
+    char *text;
+
+    for (size_t i = 0; i < job->nfields; i++) {
+        json_t *value = json_string(job->fields[i]);
+        json_array_append_new(array, value ? value : json_string(""));
+    }
+    text = json_dumps(array, JSON_COMPACT);
+    json_decref(array);
+    return text;
+}
+
+/* Records an issue for the current row. Only the first
+ * IMPORT_MAX_STORED_ISSUES are kept; all are counted by the caller. */
+static void add_issue(struct job *job, char kind, const char *field, const char *message,
+                      int64_t person_id)
+{
+    struct issue *issue;
+
+    if (job->issue_count >= IMPORT_MAX_STORED_ISSUES)
+        return;
+    if (job->issue_count == job->issue_cap) {
+        size_t cap = job->issue_cap ? job->issue_cap * 2 : 256;
+        struct issue *grown = realloc(job->issues, cap * sizeof(*grown));
+        if (!grown)
+            return;
+        job->issues = grown;
+        job->issue_cap = cap;
+    }
+    issue = &job->issues[job->issue_count++];
+    issue->record_no = job->record_no;
+    issue->line_no = job->line_no;
+    issue->kind = kind;
+    issue->field = field ? strdup(field) : NULL;
+    issue->message = strdup(message);
+    issue->person_id = person_id;
+    issue->raw = kind == 'w' ? NULL : row_raw_json(job);
+}
+
+static void reject_row(struct job *job, const char *message)
+{
+    job->counts.rejected++;
+    add_issue(job, 'r', NULL, message, 0);
+}
+
+static void set_aside_row(struct job *job, const char *message, int64_t person_id)
+{
+    job->counts.set_aside++;
+    add_issue(job, 's', NULL, message, person_id);
+}
+
+/* ---- seen set ------------------------------------------------------------- */
+
+static long seen_find(struct seen_set *set, int64_t id)
+{
+    if (!set->cap)
+        return 0;
+    for (size_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (set->ids[i] == 0)
+            return 0;
+        if (set->ids[i] == id)
+            return set->lines[i];
+    }
+}
+
+static void seen_add(struct seen_set *set, int64_t id, long line)
+{
+    size_t i;
+
+    if ((set->count + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 1024;
+        int64_t *ids = calloc(cap, sizeof(*ids));
+        long *lines = calloc(cap, sizeof(*lines));
+        if (!ids || !lines) {
+            free(ids);
+            free(lines);
+            return;
+        }
+        for (size_t j = 0; j < set->cap; j++) {
+            if (set->ids[j] == 0)
+                continue;
+            for (i = ((uint64_t)set->ids[j] * 0x9E3779B97F4A7C15ULL) & (cap - 1); ids[i];
+                 i = (i + 1) & (cap - 1))
+                ;
+            ids[i] = set->ids[j];
+            lines[i] = set->lines[j];
+        }
+        free(set->ids);
+        free(set->lines);
+        set->ids = ids;
+        set->lines = lines;
+        set->cap = cap;
+    }
+    for (i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) & (set->cap - 1); set->ids[i] && set->ids[i] != id;
+         i = (i + 1) & (set->cap - 1))
+        ;
+    if (set->ids[i] == 0) {
+        set->ids[i] = id;
+        set->lines[i] = line;
+        set->count++;
+    }
+}
+
+/* ---- merge policy ------------------------------------------------------------ */
+
+static int rule_from_name(const char *name, enum merge_rule *rule)
+{
+    if (!strcmp(name, "fill"))
+        *rule = RULE_FILL;
+    else if (!strcmp(name, "newest"))
+        *rule = RULE_NEWEST;
+    else if (!strcmp(name, "keep"))
+        *rule = RULE_KEEP;
+    else
+        return -1;
+    return 0;
+}
+
+/* Reads scripts/merge.lua's policy() once per run. Without merge.lua the
+ * built-in default applies: licence fields newest, the rest fill. */
+static int load_policy(struct job *job)
+{
+    lua_State *L = job->L;
+    int top = lua_gettop(L);
+
+    for (int c = 0; c < COL_COUNT; c++)
+        job->rules[c] = RULE_FILL;
+    job->rules[COL_LICENCE_NUMBER] = RULE_NEWEST;
+    job->rules[COL_GALOP] = RULE_NEWEST;
+    job->default_rule = RULE_FILL;
+    job->policy_ref = LUA_NOREF;
+
+    if (script_module_count(job->state, SCRIPT_MOD_MERGE) == 0)
+        return 0;
+    if (script_push_function(job->state, SCRIPT_MOD_MERGE, 0, SCRIPT_MERGE_POLICY) < 0)
+        return 0;
+    if (script_call(job->state, 0, 1, "merge.lua policy()") < 0) {
+        job_fail(job, 0, str_printf("Le script merge.lua a échoué : %s",
+                                    script_state_last_error(job->state)));
+        return -1;
+    }
+    if (!lua_istable(L, -1)) {
+        job_fail(job, 0, strdup("Le script merge.lua doit rendre une table de règles par "
+                                "champ (policy())."));
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_getfield(L, -1, "default");
+    if (lua_isstring(L, -1) && rule_from_name(lua_tostring(L, -1), &job->default_rule) < 0) {
+        job_fail(job, 0, str_printf("merge.lua : règle « %s » inconnue pour default (règles "
+                                    "possibles : fill, newest, keep).",
+                                    lua_tostring(L, -1)));
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_pop(L, 1);
+    for (int c = 0; c < COL_COUNT; c++) {
+        lua_getfield(L, -1, column_names[c]);
+        if (lua_isstring(L, -1)) {
+            if (rule_from_name(lua_tostring(L, -1), &job->rules[c]) < 0) {
+                job_fail(job, 0, str_printf("merge.lua : règle « %s » inconnue pour %s (règles "
+                                            "possibles : fill, newest, keep).",
+                                            lua_tostring(L, -1), column_names[c]));
+                lua_settop(L, top);
+                return -1;
+            }
+        } else if (c != COL_LICENCE_NUMBER && c != COL_GALOP) {
+            job->rules[c] = job->default_rule;
+        }
+        lua_pop(L, 1);
+    }
+    job->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, top);
+    return 0;
+}
+
+static enum merge_rule plugin_rule(struct job *job, const char *key)
+{
+    lua_State *L = job->L;
+    enum merge_rule rule = job->default_rule;
+
+    if (job->policy_ref == LUA_NOREF)
+        return rule;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->policy_ref);
+    lua_getfield(L, -1, key);
+    if (lua_isstring(L, -1))
+        rule_from_name(lua_tostring(L, -1), &rule);
+    lua_pop(L, 2);
+    return rule;
+}
+
+/* Returns 1 when the incoming value should replace the stored one. */
+static int should_take(enum merge_rule rule, const char *stored, const char *incoming,
+                       int replace, int incoming_is_newest)
+{
+    if (is_empty(incoming) || same(stored, incoming))
+        return 0; /* an empty incoming value never erases anything */
+    if (rule == RULE_KEEP)
+        return is_empty(stored);
+    if (is_empty(stored))
+        return 1;
+    if (rule == RULE_NEWEST)
+        return incoming_is_newest;
+    return replace;
+}
+
+/* ---- header --------------------------------------------------------------- */
+
+static void format_name_from_file(const char *file, char *out, size_t size)
+{
+    const char *base = strrchr(file, '/');
+    size_t len;
+
+    base = base ? base + 1 : file;
+    len = strcspn(base, ".");
+    snprintf(out, size, "%.*s", (int)len, base);
+}
+
+static int handle_header(struct job *job, size_t n, char **fields)
+{
+    lua_State *L = job->L;
+    int top = lua_gettop(L);
+    size_t formats = script_module_count(job->state, SCRIPT_MOD_FORMATS);
+    long best_score = 0;
+    int best = -1;
+    struct buf missing_text;
+
+    job->header_seen = 1;
+    job->header_count = n;
+    job->header = json_array();
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        json_t *name = json_string(fields[i]);
+        json_array_append_new(job->header, name ? name : json_string(""));
+        script_push_string(job->state, fields[i], strlen(fields[i]));
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    int headers_index = lua_gettop(L);
+
+    buf_init(&missing_text, 64 * 1024);
+    for (size_t f = 0; f < formats; f++) {
+        char name[64];
+        long score;
+
+        format_name_from_file(script_module_file(job->state, SCRIPT_MOD_FORMATS, f), name,
+                              sizeof(name));
+        if (strcmp(job->options->format, "auto") != 0 && strcmp(job->options->format, name) != 0)
+            continue;
+        if (script_push_function(job->state, SCRIPT_MOD_FORMATS, f, SCRIPT_FORMAT_DETECT) < 0)
+            continue;
+        lua_pushvalue(L, headers_index);
+        if (script_call(job->state, 1, 4, "format detect()") < 0) {
+            log_warn("import", "run %lld: detect() of format %s failed", (long long)job->run_id,
+                     name);
+            continue;
+        }
+        score = (long)lua_tointeger(L, -4);
+        if (score > best_score && lua_istable(L, -3)) {
+            best_score = score;
+            best = (int)f;
+            if (job->cols_ref != LUA_NOREF)
+                luaL_unref(L, LUA_REGISTRYINDEX, job->cols_ref);
+            lua_pushvalue(L, -3);
+            job->cols_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            snprintf(job->format_name, sizeof(job->format_name), "%s", name);
+            snprintf(job->format_label, sizeof(job->format_label), "%s",
+                     lua_isstring(L, -1) ? lua_tostring(L, -1) : name);
+        } else if (score <= 0 && lua_istable(L, -2)) {
+            buf_printf(&missing_text, "%s« %s » : il manque ", missing_text.len ? " ; " : "",
+                       lua_isstring(L, -1) ? lua_tostring(L, -1) : name);
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -2); i++) {
+                lua_rawgeti(L, -2, i);
+                buf_printf(&missing_text, "%s%s", i > 1 ? ", " : "", lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        lua_settop(L, headers_index);
+    }
+
+    if (best < 0) {
+        char *found = json_dumps(job->header, JSON_COMPACT);
+        if (formats == 0)
+            job_fail(job, 1, strdup("Aucun format d'import n'est installé (scripts/formats/)."));
+        else if (strcmp(job->options->format, "auto") != 0 && missing_text.len == 0)
+            job_fail(job, 1, str_printf("Format « %s » inconnu. Choisissez « auto » ou l'un des "
+                                        "fichiers de scripts/formats/.",
+                                        job->options->format));
+        else
+            job_fail(job, 1,
+                     str_printf("Colonnes non reconnues : ce fichier ne correspond à aucun format "
+                                "connu. Colonnes attendues, par format : %s. Colonnes trouvées "
+                                "dans le fichier : %s. Vérifiez que vous avez exporté la bonne "
+                                "liste, ou ajoutez vos noms de colonnes dans scripts/formats/.",
+                                missing_text.len ? missing_text.data : "?", found ? found : "?"));
+        free(found);
+        buf_free(&missing_text);
+        lua_settop(L, top);
+        return 1;
+    }
+    buf_free(&missing_text);
+    job->format_instance = best;
+    lua_settop(L, top);
+
+    lua_createtable(L, (int)n, 0);
+    job->row_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    log_info("import", "run %lld: format %s (score %ld), %zu columns", (long long)job->run_id,
+             job->format_name, best_score, n);
+    return 0;
+}
+
+/* ---- reading a record table ------------------------------------------------- */
+
+static const char *get_string(lua_State *L, int table, const char *key)
+{
+    const char *s = NULL;
+
+    lua_getfield(L, table, key);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        s = lua_tostring(L, -1);
+        if (!*s)
+            s = NULL;
+    }
+    /* The string stays referenced by the table, which stays on the stack. */
+    lua_pop(L, 1);
+    return s;
+}
+
+static void read_record(lua_State *L, int rec, struct incoming *in)
+{
+    memset(in, 0, sizeof(*in));
+    for (int c = 0; c < COL_COUNT; c++)
+        in->values[c] = get_string(L, rec, column_names[c]);
+    in->email2 = get_string(L, rec, "email2");
+
+    lua_getfield(L, rec, "licence");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        lua_getfield(L, t, "season");
+        in->licence.season = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : 0;
+        lua_pop(L, 1);
+        in->licence.number = get_string(L, t, "number");
+        in->licence.type = get_string(L, t, "type");
+        in->licence.category = get_string(L, t, "category");
+        in->licence.club = get_string(L, t, "club");
+        in->licence.taken_on = get_string(L, t, "taken_on");
+    }
+    lua_pop(L, 1); /* the licence table is referenced by the record */
+
+    lua_getfield(L, rec, "guardian");
+    if (lua_istable(L, -1)) {
+        int t = lua_gettop(L);
+        in->guardian.last_name = get_string(L, t, "last_name");
+        in->guardian.first_name = get_string(L, t, "first_name");
+        in->guardian.email = get_string(L, t, "email");
+        in->guardian.phone = get_string(L, t, "phone");
+        in->guardian.mobile = get_string(L, t, "mobile");
+        in->has_guardian = in->guardian.last_name || in->guardian.first_name;
+    }
+    lua_pop(L, 1);
+}
+
+static void record_warnings(struct job *job, int rec, int64_t person_id)
+{
+    lua_State *L = job->L;
+
+    lua_getfield(L, rec, "warnings");
+    if (lua_istable(L, -1)) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (lua_istable(L, -1)) {
+                const char *field = get_string(L, lua_gettop(L), "field");
+                const char *message = get_string(L, lua_gettop(L), "message");
+                if (message) {
+                    job->counts.warnings++;
+                    add_issue(job, 'w', field, message, person_id);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static int audit(struct job *job, int64_t person_id, const char *action, const char *field,
+                 const char *old_value, const char *new_value)
+{
+    sqlite3_stmt *stmt = db_stmt(job->db, "INSERT INTO audit_log (at, actor_id, person_id, action,"
+                                          " field, old_value, new_value, import_run_id)"
+                                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    int rc;
+
+    if (!stmt)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(stmt, 1, job->now, -1, SQLITE_STATIC);
+    if (job->options->actor_id)
+        sqlite3_bind_int64(stmt, 2, job->options->actor_id);
+    sqlite3_bind_int64(stmt, 3, person_id);
+    sqlite3_bind_text(stmt, 4, action, -1, SQLITE_STATIC);
+    db_bind_text_or_null(stmt, 5, field);
+    db_bind_text_or_null(stmt, 6, old_value);
+    db_bind_text_or_null(stmt, 7, new_value);
+    sqlite3_bind_int64(stmt, 8, job->run_id);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static void compute_keys(const char *const values[COL_COUNT], char *match_key, char *search)
+{
+    person_match_key(values[COL_LAST_NAME], values[COL_FIRST_NAME], values[COL_BIRTH_DATE],
+                     match_key, PERSON_KEY_SIZE);
+    person_search_text(values[COL_LAST_NAME], values[COL_FIRST_NAME], values[COL_EMAIL],
+                       values[COL_PHONE], values[COL_MOBILE], values[COL_LICENCE_NUMBER], search,
+                       PERSON_SEARCH_SIZE);
+}
+
+static int64_t insert_person(struct job *job, const char *const values[COL_COUNT])
+{
+    sqlite3_stmt *stmt = db_stmt(
+        job->db, "INSERT INTO person (last_name, first_name, birth_date, sex, email, email_invalid,"
+                 " phone, mobile, address, address2, postcode, city, country, licence_number,"
+                 " licence_raw, galop, match_key, search_text, created_at, updated_at,"
+                 " created_by_import)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+                 " ?17, ?18, ?19, ?19, ?20)");
+    char match_key[PERSON_KEY_SIZE], search[PERSON_SEARCH_SIZE];
+    int rc;
+
+    if (!stmt)
+        return -1;
+    compute_keys(values, match_key, search);
+    sqlite3_bind_text(stmt, 1, values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    for (int c = COL_BIRTH_DATE; c < COL_COUNT; c++)
+        db_bind_text_or_null(stmt, c + 1, values[c]);
+    sqlite3_bind_text(stmt, 17, match_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 18, search, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 20, job->run_id);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    return sqlite3_last_insert_rowid(db_handle(job->db));
+}
+
+static int update_person(struct job *job, int64_t id, const char *const values[COL_COUNT])
+{
+    sqlite3_stmt *stmt = db_stmt(
+        job->db, "UPDATE person SET last_name = ?1, first_name = ?2, birth_date = ?3, sex = ?4,"
+                 " email = ?5, email_invalid = ?6, phone = ?7, mobile = ?8, address = ?9,"
+                 " address2 = ?10, postcode = ?11, city = ?12, country = ?13,"
+                 " licence_number = ?14, licence_raw = ?15, galop = ?16, match_key = ?17,"
+                 " search_text = ?18, updated_at = ?19 WHERE id = ?20");
+    char match_key[PERSON_KEY_SIZE], search[PERSON_SEARCH_SIZE];
+    int rc;
+
+    if (!stmt)
+        return SQLITE_ERROR;
+    compute_keys(values, match_key, search);
+    sqlite3_bind_text(stmt, 1, values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    for (int c = COL_BIRTH_DATE; c < COL_COUNT; c++)
+        db_bind_text_or_null(stmt, c + 1, values[c]);
+    sqlite3_bind_text(stmt, 17, match_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 18, search, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 20, id);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Adds the client role to a person without any role. Returns 1 when added,
+ * 0 when the person had roles, -1 on error. */
+static int ensure_role(struct job *job, int64_t id)
+{
+    sqlite3_stmt *stmt = db_stmt(job->db, "INSERT INTO person_role (person_id, role)"
+                                          " SELECT ?1, 'client' WHERE NOT EXISTS"
+                                          " (SELECT 1 FROM person_role WHERE person_id = ?1)");
+    int rc;
+
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (sqlite3_changes(db_handle(job->db)) == 0)
+        return 0;
+    return audit(job, id, "add", "role", NULL, "client") == SQLITE_OK ? 1 : -1;
+}
+
+static char *licence_json(const char *number, const char *type, const char *category,
+                          const char *club, const char *taken_on)
+{
+    json_t *o = json_object();
+    char *text;
+
+    json_object_set_new(o, "number", number ? json_string(number) : json_null());
+    json_object_set_new(o, "type", type ? json_string(type) : json_null());
+    json_object_set_new(o, "category", category ? json_string(category) : json_null());
+    json_object_set_new(o, "club", club ? json_string(club) : json_null());
+    json_object_set_new(o, "taken_on", taken_on ? json_string(taken_on) : json_null());
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return text;
+}
+
+/* Inserts or updates the licence of the row's season: the file's values
+ * win for that season (licence fields always take the newest value), except
+ * with fill_only, for a second line of the same person in one file, which
+ * only completes what the first line left empty.
+ * Returns 1 when something changed, 0 when not, -1 on error. */
+static int upsert_licence(struct job *job, int64_t id, const struct licence_in *in,
+                          int fill_only)
+{
+    sqlite3_stmt *stmt;
+    char field[32];
+    int rc, changed = 0;
+
+    if (in->season <= 0 || !in->number)
+        return 0;
+    snprintf(field, sizeof(field), "licence:%ld", in->season);
+    stmt = db_stmt(job->db, "SELECT number, type, category, club, taken_on FROM licence"
+                            " WHERE person_id = ?1 AND season = ?2");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    sqlite3_bind_int64(stmt, 2, in->season);
+    rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        const char *old[5];
+        const char *merged[5];
+        const char *incoming[5] = {in->number, in->type, in->category, in->club, in->taken_on};
+        char *old_copy[5];
+        for (int i = 0; i < 5; i++) {
+            const char *v = (const char *)sqlite3_column_text(stmt, i);
+            old_copy[i] = v ? strdup(v) : NULL;
+            old[i] = old_copy[i];
+            merged[i] = is_empty(incoming[i]) || (fill_only && !is_empty(old[i])) ? old[i]
+                                                                                 : incoming[i];
+            if (!same(merged[i], old[i]))
+                changed = 1;
+        }
+        sqlite3_reset(stmt);
+        if (changed) {
+            char *old_json = licence_json(old[0], old[1], old[2], old[3], old[4]);
+            char *new_json = licence_json(merged[0], merged[1], merged[2], merged[3], merged[4]);
+            stmt = db_stmt(job->db, "UPDATE licence SET number = ?3, type = ?4, category = ?5,"
+                                    " club = ?6, taken_on = ?7 WHERE person_id = ?1 AND season = ?2");
+            rc = stmt ? SQLITE_OK : SQLITE_ERROR;
+            if (stmt) {
+                sqlite3_bind_int64(stmt, 1, id);
+                sqlite3_bind_int64(stmt, 2, in->season);
+                for (int i = 0; i < 5; i++)
+                    db_bind_text_or_null(stmt, i + 3, merged[i]);
+                rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+                sqlite3_reset(stmt);
+            }
+            if (rc == SQLITE_OK)
+                rc = audit(job, id, "update", field, old_json, new_json);
+            free(old_json);
+            free(new_json);
+            if (rc != SQLITE_OK)
+                changed = -1;
+        }
+        for (int i = 0; i < 5; i++)
+            free(old_copy[i]);
+        return changed;
+    }
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+
+    stmt = db_stmt(job->db, "INSERT INTO licence (person_id, season, number, type, category, club,"
+                            " taken_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    sqlite3_bind_int64(stmt, 2, in->season);
+    sqlite3_bind_text(stmt, 3, in->number, -1, SQLITE_STATIC);
+    db_bind_text_or_null(stmt, 4, in->type);
+    db_bind_text_or_null(stmt, 5, in->category);
+    db_bind_text_or_null(stmt, 6, in->club);
+    db_bind_text_or_null(stmt, 7, in->taken_on);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    {
+        char *new_json = licence_json(in->number, in->type, in->category, in->club, in->taken_on);
+        rc = audit(job, id, "add", field, NULL, new_json);
+        free(new_json);
+    }
+    return rc == SQLITE_OK ? 1 : -1;
+}
+
+/* Adds the second e-mail address of the file as an extra contact. */
+static int add_contact(struct job *job, int64_t id, const char *email)
+{
+    sqlite3_stmt *stmt;
+    int rc;
+
+    if (is_empty(email))
+        return 0;
+    stmt = db_stmt(job->db, "INSERT OR IGNORE INTO person_contact (person_id, kind, value, note)"
+                            " VALUES (?1, 'email', ?2, 'import')");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, id);
+    sqlite3_bind_text(stmt, 2, email, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (sqlite3_changes(db_handle(job->db)) == 0)
+        return 0;
+    {
+        char id_text[32];
+        snprintf(id_text, sizeof(id_text), "%lld",
+                 (long long)sqlite3_last_insert_rowid(db_handle(job->db)));
+        return audit(job, id, "add", "contact", NULL, id_text) == SQLITE_OK ? 1 : -1;
+    }
+}
+
+static void sample_change(json_t *changes, const char *field, const char *label,
+                          const char *old_value, const char *new_value)
+{
+    json_array_append_new(changes, json_pack("{s:s,s:s,s:o,s:o}", "field", field, "label", label,
+                                             "old", old_value ? json_string(old_value) : json_null(),
+                                             "new", new_value ? json_string(new_value) : json_null()));
+}
+
+static void add_sample(struct job *job, int64_t id, const char *action,
+                       const char *const values[COL_COUNT], json_t *changes)
+{
+    char name[512];
+
+    if (json_array_size(job->samples) >= IMPORT_SAMPLE_CHANGES || json_array_size(changes) == 0) {
+        json_decref(changes);
+        return;
+    }
+    snprintf(name, sizeof(name), "%s %s", values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "",
+             values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "");
+    json_array_append_new(job->samples,
+                          json_pack("{s:i,s:{s:I,s:s},s:s,s:o}", "row", (int)job->line_no, "person",
+                                    "id", (json_int_t)id, "name", name, "action", action,
+                                    "changes", changes));
+}
+
+/* Finds or creates the legal guardian of a minor and links them. Returns 1
+ * when something changed, 0 when not, -1 on error. */
+static int link_guardian(struct job *job, int64_t child_id, const struct guardian_in *g)
+{
+    sqlite3_stmt *stmt;
+    char match_key[PERSON_KEY_SIZE];
+    int64_t guardian_id = 0;
+    int candidates = 0, rc, changed = 0;
+
+    person_match_key(g->last_name, g->first_name, NULL, match_key, sizeof(match_key));
+    stmt = db_stmt(job->db, "SELECT id, email FROM person WHERE match_key = ?1 AND id <> ?2");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_text(stmt, 1, match_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, child_id);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *email = (const char *)sqlite3_column_text(stmt, 1);
+        candidates++;
+        if (!g->email || same(email, g->email))
+            guardian_id = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (guardian_id && candidates > 1 && !g->email)
+        guardian_id = 0; /* homonyms and nothing to tell them apart: create none, link none */
+
+    if (!guardian_id && candidates > 1) {
+        job->counts.warnings++;
+        add_issue(job, 'w', "guardian", "plusieurs personnes portent le nom du responsable légal : "
+                                        "lien à faire à la main",
+                  child_id);
+        return 0;
+    }
+    if (!guardian_id) {
+        const char *values[COL_COUNT] = {0};
+        values[COL_LAST_NAME] = g->last_name;
+        values[COL_FIRST_NAME] = g->first_name;
+        values[COL_EMAIL] = g->email;
+        values[COL_PHONE] = g->phone;
+        values[COL_MOBILE] = g->mobile;
+        guardian_id = insert_person(job, values);
+        if (guardian_id < 0 || audit(job, guardian_id, "create", NULL, NULL, "responsable légal") ||
+            ensure_role(job, guardian_id) < 0)
+            return -1;
+        job->counts.created++;
+        seen_add(&job->seen, guardian_id, job->line_no);
+        {
+            json_t *changes = json_array();
+            for (int c = 0; c < COL_COUNT; c++) {
+                if (values[c])
+                    sample_change(changes, column_names[c], column_labels[c], NULL, values[c]);
+            }
+            add_sample(job, guardian_id, "create", values, changes);
+        }
+        changed = 1;
+    }
+
+    stmt = db_stmt(job->db, "INSERT OR IGNORE INTO family_link (person_id, related_id, relationship,"
+                            " is_legal_guardian, is_payer, created_at)"
+                            " VALUES (?1, ?2, 'responsable légal', 1, 1, ?3)");
+    if (!stmt)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, child_id);
+    sqlite3_bind_int64(stmt, 2, guardian_id);
+    sqlite3_bind_text(stmt, 3, job->now, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (sqlite3_changes(db_handle(job->db)) > 0) {
+        char id_text[32];
+        snprintf(id_text, sizeof(id_text), "%lld",
+                 (long long)sqlite3_last_insert_rowid(db_handle(job->db)));
+        if (audit(job, child_id, "add", "family_link", NULL, id_text) != SQLITE_OK)
+            return -1;
+        changed = 1;
+    }
+    return changed;
+}
+
+/* Merges the plugin fields of the record (record.fields) into person_field.
+ * Invalid values become warnings. Returns 1 when something changed. */
+static int merge_plugin_fields(struct job *job, int rec, int64_t id, int is_new, json_t *changes)
+{
+    lua_State *L = job->L;
+    int changed = 0;
+
+    lua_getfield(L, rec, "fields");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        const struct field_def *def = key ? fields_find(job->catalogue, key) : NULL;
+        char *err = NULL;
+        char audit_field[FIELDS_MAX_KEY + 8];
+
+        if (!def || !def->plugin || is_empty(value)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (fields_validate(job->catalogue, key, value, job->state, &err) < 0) {
+            job->counts.warnings++;
+            add_issue(job, 'w', key, err ? err : "valeur invalide", id);
+            free(err);
+            lua_pop(L, 1);
+            continue;
+        }
+        {
+            sqlite3_stmt *stmt = db_stmt(job->db, "SELECT value FROM person_field"
+                                                  " WHERE person_id = ?1 AND key = ?2");
+            char *old = NULL;
+            if (!stmt)
+                break;
+            sqlite3_bind_int64(stmt, 1, id);
+            sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+            if (sqlite3_step(stmt) == SQLITE_ROW)
+                old = strdup((const char *)sqlite3_column_text(stmt, 0));
+            sqlite3_reset(stmt);
+            if (should_take(plugin_rule(job, key), old, value, job->options->replace,
+                            1)) {
+                stmt = db_stmt(job->db, "INSERT INTO person_field (person_id, key, value)"
+                                        " VALUES (?1, ?2, ?3) ON CONFLICT (person_id, key)"
+                                        " DO UPDATE SET value = excluded.value");
+                if (stmt) {
+                    sqlite3_bind_int64(stmt, 1, id);
+                    sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
+                    sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
+                    sqlite3_step(stmt);
+                    sqlite3_reset(stmt);
+                }
+                snprintf(audit_field, sizeof(audit_field), "field:%s", key);
+                if (!is_new)
+                    audit(job, id, "update", audit_field, old, value);
+                sample_change(changes, key, def->label, old, value);
+                changed = 1;
+            }
+            free(old);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return changed;
+}
+
+/* ---- one row ----------------------------------------------------------------- */
+
+enum match_result { MATCH_NONE, MATCH_ONE, MATCH_AMBIGUOUS, MATCH_CONFLICT, MATCH_ERROR };
+
+static enum match_result match_person(struct job *job, const struct incoming *in, int64_t *id,
+                                      char *why, size_t why_size)
+{
+    sqlite3_stmt *stmt;
+    char match_key[PERSON_KEY_SIZE];
+    int rc, n = 0;
+    int64_t candidate = 0;
+    char candidate_licence[32] = "";
+
+    *id = 0;
+    if (in->values[COL_LICENCE_NUMBER]) {
+        stmt = db_stmt(job->db, "SELECT id FROM person WHERE licence_number = ?1");
+        if (!stmt)
+            return MATCH_ERROR;
+        sqlite3_bind_text(stmt, 1, in->values[COL_LICENCE_NUMBER], -1, SQLITE_STATIC);
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW)
+            *id = sqlite3_column_int64(stmt, 0);
+        sqlite3_reset(stmt);
+        if (rc == SQLITE_ROW)
+            return MATCH_ONE;
+        if (rc != SQLITE_DONE)
+            return MATCH_ERROR;
+    }
+
+    person_match_key(in->values[COL_LAST_NAME], in->values[COL_FIRST_NAME],
+                     in->values[COL_BIRTH_DATE], match_key, sizeof(match_key));
+    stmt = db_stmt(job->db, "SELECT id, licence_number FROM person WHERE match_key = ?1 LIMIT 5");
+    if (!stmt)
+        return MATCH_ERROR;
+    sqlite3_bind_text(stmt, 1, match_key, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *licence = (const char *)sqlite3_column_text(stmt, 1);
+        n++;
+        candidate = sqlite3_column_int64(stmt, 0);
+        snprintf(candidate_licence, sizeof(candidate_licence), "%s", licence ? licence : "");
+    }
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE)
+        return MATCH_ERROR;
+    if (n == 0)
+        return MATCH_NONE;
+    if (n > 1) {
+        snprintf(why, why_size,
+                 "à vérifier : plusieurs personnes connues ont ce nom, ce prénom et cette date de "
+                 "naissance ; rien n'a été fusionné. Rapprochez-les sur leur fiche puis "
+                 "importez de nouveau cette ligne.");
+        return MATCH_AMBIGUOUS;
+    }
+    if (in->values[COL_LICENCE_NUMBER] && candidate_licence[0]) {
+        snprintf(why, why_size,
+                 "à vérifier : une personne connue (n° %lld) a ce nom, ce prénom et cette date de "
+                 "naissance mais le numéro de licence %s, différent de %s ; rien n'a été "
+                 "fusionné.",
+                 (long long)candidate, candidate_licence, in->values[COL_LICENCE_NUMBER]);
+        *id = candidate;
+        return MATCH_CONFLICT;
+    }
+    *id = candidate;
+    return MATCH_ONE;
+}
+
+static int process_record(struct job *job, int rec)
+{
+    struct incoming in;
+    enum match_result match;
+    int64_t id;
+    char why[512];
+    json_t *changes = json_array();
+    int changed = 0, rc;
+    long first_seen;
+
+    read_record(job->L, rec, &in);
+    if (is_empty(in.values[COL_LAST_NAME]) && is_empty(in.values[COL_FIRST_NAME])) {
+        reject_row(job, "ni nom ni prénom : la ligne ne désigne personne");
+        json_decref(changes);
+        return 0;
+    }
+
+    match = match_person(job, &in, &id, why, sizeof(why));
+    if (match == MATCH_ERROR)
+        goto db_error;
+    if (match == MATCH_AMBIGUOUS || match == MATCH_CONFLICT) {
+        set_aside_row(job, why, id);
+        record_warnings(job, rec, id);
+        json_decref(changes);
+        return 0;
+    }
+
+    if (match == MATCH_NONE) {
+        id = insert_person(job, in.values);
+        if (id < 0)
+            goto db_error;
+        if (audit(job, id, "create", NULL, NULL, NULL) != SQLITE_OK || ensure_role(job, id) < 0)
+            goto db_error;
+        for (int c = 0; c < COL_COUNT; c++) {
+            if (in.values[c])
+                sample_change(changes, column_names[c], column_labels[c], NULL, in.values[c]);
+        }
+        if (upsert_licence(job, id, &in.licence, 0) < 0 || add_contact(job, id, in.email2) < 0)
+            goto db_error;
+        merge_plugin_fields(job, rec, id, 1, changes);
+        if (in.has_guardian && link_guardian(job, id, &in.guardian) < 0)
+            goto db_error;
+        job->counts.created++;
+        seen_add(&job->seen, id, job->line_no);
+        record_warnings(job, rec, id);
+        add_sample(job, id, "create", in.values, changes);
+        return 0;
+    }
+
+    /* Update of a known person. A second line of the same person in this
+     * file only completes what the first one left empty, so the result does
+     * not depend on which line comes last. */
+    first_seen = seen_find(&job->seen, id);
+    {
+        sqlite3_stmt *stmt = db_stmt(
+            job->db, "SELECT last_name, first_name, birth_date, sex, email, email_invalid, phone,"
+                     " mobile, address, address2, postcode, city, country, licence_number,"
+                     " licence_raw, galop,"
+                     " (SELECT MAX(season) FROM licence WHERE person_id = person.id)"
+                     " FROM person WHERE id = ?1");
+        char *old[COL_COUNT] = {0};
+        const char *merged[COL_COUNT];
+        long stored_season;
+        int newest;
+
+        if (!stmt)
+            goto db_error;
+        sqlite3_bind_int64(stmt, 1, id);
+        if (sqlite3_step(stmt) != SQLITE_ROW) {
+            sqlite3_reset(stmt);
+            goto db_error;
+        }
+        for (int c = 0; c < COL_COUNT; c++) {
+            const char *v = (const char *)sqlite3_column_text(stmt, c);
+            old[c] = v && *v ? strdup(v) : NULL;
+        }
+        stored_season = sqlite3_column_type(stmt, COL_COUNT) == SQLITE_NULL
+                            ? 0
+                            : (long)sqlite3_column_int64(stmt, COL_COUNT);
+        sqlite3_reset(stmt);
+        newest = in.licence.season > 0 && in.licence.season >= stored_season;
+
+        for (int c = 0; c < COL_COUNT; c++) {
+            merged[c] = old[c];
+            enum merge_rule rule = first_seen ? RULE_KEEP : job->rules[c];
+            if (should_take(rule, old[c], in.values[c], job->options->replace, newest)) {
+                merged[c] = in.values[c];
+                changed = 1;
+                sample_change(changes, column_names[c], column_labels[c], old[c], in.values[c]);
+                if (audit(job, id, "update", column_names[c], old[c], in.values[c]) !=
+                    SQLITE_OK) {
+                    rc = -1;
+                    goto update_done;
+                }
+            }
+        }
+        /* A valid address replaces the one kept aside as invalid. */
+        if (merged[COL_EMAIL] && merged[COL_EMAIL_INVALID] && !same(merged[COL_EMAIL], old[COL_EMAIL])) {
+            merged[COL_EMAIL_INVALID] = NULL;
+            audit(job, id, "update", "email_invalid", old[COL_EMAIL_INVALID], NULL);
+        }
+        rc = changed ? update_person(job, id, merged) : SQLITE_OK;
+    update_done:
+        for (int c = 0; c < COL_COUNT; c++)
+            free(old[c]);
+        if (rc != SQLITE_OK)
+            goto db_error;
+    }
+
+    rc = upsert_licence(job, id, &in.licence, first_seen != 0);
+    if (rc < 0)
+        goto db_error;
+    changed |= rc;
+    rc = ensure_role(job, id);
+    if (rc < 0)
+        goto db_error;
+    changed |= rc;
+    rc = add_contact(job, id, in.email2);
+    if (rc < 0)
+        goto db_error;
+    changed |= rc;
+    changed |= merge_plugin_fields(job, rec, id, 0, changes);
+    if (in.has_guardian) {
+        rc = link_guardian(job, id, &in.guardian);
+        if (rc < 0)
+            goto db_error;
+        changed |= rc;
+    }
+
+    if (first_seen) {
+        char message[160];
+        snprintf(message, sizeof(message),
+                 "cette personne figure déjà à la ligne %ld du fichier : les deux lignes ont été "
+                 "réunies",
+                 first_seen);
+        job->counts.warnings++;
+        add_issue(job, 'w', NULL, message, id);
+    } else {
+        seen_add(&job->seen, id, job->line_no);
+    }
+    if (changed) {
+        /* Counted once per person: a second line of the same person in the
+         * file that changes more is still one update. */
+        if (!first_seen)
+            job->counts.updated++;
+        {
+            const char *names[COL_COUNT] = {0};
+            names[COL_LAST_NAME] = in.values[COL_LAST_NAME];
+            names[COL_FIRST_NAME] = in.values[COL_FIRST_NAME];
+            add_sample(job, id, "update", names, changes);
+        }
+    } else {
+        if (!first_seen)
+            job->counts.unchanged++;
+        json_decref(changes);
+    }
+    record_warnings(job, rec, id);
+    return 0;
+
+db_error:
+    json_decref(changes);
+    if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT) {
+        char message[400];
+        snprintf(message, sizeof(message),
+                 "la ligne contredit une donnée existante (%s) : vérifiez le numéro de licence",
+                 sqlite3_errmsg(db_handle(job->db)));
+        reject_row(job, message);
+        return -2; /* roll the row back, go on */
+    }
+    job_db_fail(job, "écriture d'une personne");
+    return -1;
+}
+
+/* ---- per record callback ---------------------------------------------------- */
+
+static int row_is_blank(size_t n, char **fields, const size_t *lengths)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < lengths[i]; j++) {
+            if (fields[i][j] != ' ' && fields[i][j] != '\t')
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int run_savepoint(struct job *job, const char *sql)
+{
+    sqlite3_stmt *stmt = db_stmt(job->db, sql);
+    int rc;
+
+    if (!stmt)
+        return SQLITE_ERROR;
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int on_record(void *userdata, long record_no, long line_no, size_t n, char **fields,
+                     const size_t *lengths)
+{
+    struct job *job = userdata;
+    lua_State *L = job->L;
+    int top = lua_gettop(L);
+    int rc;
+
+    job->record_no = record_no;
+    job->line_no = line_no;
+    job->nfields = n;
+    job->fields = fields;
+
+    if (!job->header_seen)
+        return handle_header(job, n, fields);
+
+    atomic_store(&job->progress->lines_done, line_no);
+    if (row_is_blank(n, fields, lengths))
+        return 0;
+    job->counts.rows++;
+    atomic_store(&job->progress->rows, job->counts.rows);
+    if (job->on_progress && job->counts.rows % 512 == 0)
+        job->on_progress(job->userdata, job->progress);
+
+    /* Undo the protection added by our rejected-rows download. */
+    for (size_t i = 0; i < n; i++) {
+        if (fields[i][0] == '\'' && strchr("=+-@", fields[i][1]) && fields[i][1])
+            fields[i]++;
+    }
+
+    if (n != job->header_count) {
+        int extra_empty = n > job->header_count;
+        for (size_t i = job->header_count; extra_empty && i < n; i++)
+            extra_empty = fields[i][0] == '\0';
+        if (!extra_empty) {
+            char message[256];
+            snprintf(message, sizeof(message),
+                     "la ligne compte %zu colonnes alors que l'en-tête en a %zu : vérifiez les "
+                     "séparateurs et les guillemets de cette ligne",
+                     n, job->header_count);
+            reject_row(job, message);
+            return 0;
+        }
+        n = job->header_count;
+    }
+
+    /* map(row, cols) */
+    script_push_function(job->state, SCRIPT_MOD_FORMATS, (size_t)job->format_instance,
+                         SCRIPT_FORMAT_MAP);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->row_ref);
+    for (size_t i = 0; i < n; i++) {
+        script_push_string(job->state, fields[i], lengths[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    for (size_t i = n; i < job->row_len; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    job->row_len = n;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, job->cols_ref);
+    if (script_call(job->state, 2, 2, "format map()") < 0) {
+        char message[600];
+        const char *err = script_state_last_error(job->state);
+        snprintf(message, sizeof(message), "le script de format a échoué sur cette ligne : %.*s",
+                 (int)strcspn(err ? err : "?", "\n"), err ? err : "?");
+        reject_row(job, message);
+        if (++job->script_errors >= MAX_SCRIPT_ERRORS) {
+            job_fail(job, 0, str_printf("Le script de format « %s » échoue sur %d lignes : %s. "
+                                        "Corrigez scripts/formats/%s.lua puis relancez l'import.",
+                                        job->format_name, job->script_errors, err ? err : "?",
+                                        job->format_name));
+            lua_settop(L, top);
+            return 1;
+        }
+        lua_settop(L, top);
+        return 0;
+    }
+    if (!lua_istable(L, -2)) {
+        const char *reason = lua_isstring(L, -1) ? lua_tostring(L, -1) : "ligne refusée par le "
+                                                                         "script de format";
+        reject_row(job, reason);
+        lua_settop(L, top);
+        return 0;
+    }
+
+    if (run_savepoint(job, "SAVEPOINT import_row") != SQLITE_OK) {
+        job_db_fail(job, "début de ligne");
+        lua_settop(L, top);
+        return 1;
+    }
+    rc = process_record(job, lua_gettop(L) - 1);
+    if (rc == 0) {
+        if (run_savepoint(job, "RELEASE import_row") != SQLITE_OK) {
+            job_db_fail(job, "fin de ligne");
+            rc = -1;
+        }
+    } else {
+        run_savepoint(job, "ROLLBACK TO import_row");
+        run_savepoint(job, "RELEASE import_row");
+    }
+    lua_settop(L, top);
+    return rc == -1 ? 1 : 0;
+}
+
+/* ---- run ------------------------------------------------------------------- */
+
+static int store_results(struct job *job, const struct csvread_info *info, const char *state,
+                         const char *error, long duration_ms)
+{
+    sqlite3_stmt *stmt;
+    json_t *report = json_pack("{s:O,s:b}", "sample_changes", job->samples, "issues_truncated",
+                               job->issue_count >= IMPORT_MAX_STORED_ISSUES);
+    char *report_text = json_dumps(report, JSON_COMPACT);
+    char *header_text = job->header ? json_dumps(job->header, JSON_COMPACT) : NULL;
+    char finished[32], separator[4];
+    int rc = SQLITE_OK;
+
+    json_decref(report);
+    db_now(finished, sizeof(finished));
+    if (info->separator == '\t')
+        snprintf(separator, sizeof(separator), "\\t");
+    else
+        snprintf(separator, sizeof(separator), "%c", info->separator ? info->separator : '?');
+
+    if (db_begin(job->db) != SQLITE_OK) {
+        free(report_text);
+        free(header_text);
+        return SQLITE_ERROR;
+    }
+    stmt = db_stmt(job->db, "INSERT INTO import_row_issue (run_id, record_no, line_no, kind, field,"
+                            " message, person_id, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+    for (size_t i = 0; stmt && i < job->issue_count; i++) {
+        const struct issue *issue = &job->issues[i];
+        sqlite3_reset(stmt);
+        sqlite3_bind_int64(stmt, 1, job->run_id);
+        sqlite3_bind_int64(stmt, 2, issue->record_no);
+        sqlite3_bind_int64(stmt, 3, issue->line_no);
+        sqlite3_bind_text(stmt, 4,
+                          issue->kind == 'r' ? "rejected" : issue->kind == 's' ? "set_aside"
+                                                                               : "warning",
+                          -1, SQLITE_STATIC);
+        db_bind_text_or_null(stmt, 5, issue->field);
+        sqlite3_bind_text(stmt, 6, issue->message, -1, SQLITE_STATIC);
+        if (issue->person_id && !(job->options->dry_run && issue->kind == 'w'))
+            sqlite3_bind_int64(stmt, 7, issue->person_id);
+        else
+            sqlite3_bind_null(stmt, 7);
+        db_bind_text_or_null(stmt, 8, issue->raw);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+    }
+    if (stmt)
+        sqlite3_reset(stmt);
+
+    stmt = db_stmt(job->db,
+                   "UPDATE import_run SET state = ?2, format = ?3, format_label = ?4,"
+                   " encoding = ?5, separator = ?6, header = ?7, finished_at = ?8,"
+                   " duration_ms = ?9, rows = ?10, created = ?11, updated = ?12,"
+                   " unchanged = ?13, set_aside = ?14, rejected = ?15, warnings = ?16,"
+                   " error = ?17, report = ?18 WHERE id = ?1");
+    if (rc == SQLITE_OK && stmt) {
+        sqlite3_bind_int64(stmt, 1, job->run_id);
+        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+        db_bind_text_or_null(stmt, 3, job->format_name);
+        db_bind_text_or_null(stmt, 4, job->format_label);
+        db_bind_text_or_null(stmt, 5, info->encoding);
+        db_bind_text_or_null(stmt, 6, info->separator ? separator : NULL);
+        db_bind_text_or_null(stmt, 7, header_text);
+        sqlite3_bind_text(stmt, 8, finished, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 9, duration_ms);
+        sqlite3_bind_int64(stmt, 10, job->counts.rows);
+        sqlite3_bind_int64(stmt, 11, job->counts.created);
+        sqlite3_bind_int64(stmt, 12, job->counts.updated);
+        sqlite3_bind_int64(stmt, 13, job->counts.unchanged);
+        sqlite3_bind_int64(stmt, 14, job->counts.set_aside);
+        sqlite3_bind_int64(stmt, 15, job->counts.rejected);
+        sqlite3_bind_int64(stmt, 16, job->counts.warnings);
+        db_bind_text_or_null(stmt, 17, error);
+        db_bind_text_or_null(stmt, 18, report_text);
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+            rc = SQLITE_ERROR;
+        sqlite3_reset(stmt);
+    } else if (!stmt) {
+        rc = SQLITE_ERROR;
+    }
+    free(report_text);
+    free(header_text);
+    if (rc != SQLITE_OK || db_commit(job->db) != SQLITE_OK) {
+        log_error("import", "run %lld: storing the results failed: %s", (long long)job->run_id,
+                  sqlite3_errmsg(db_handle(job->db)));
+        db_rollback(job->db);
+        return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+}
+
+static void job_free(struct job *job)
+{
+    if (job->L) {
+        if (job->cols_ref != LUA_NOREF)
+            luaL_unref(job->L, LUA_REGISTRYINDEX, job->cols_ref);
+        if (job->row_ref != LUA_NOREF)
+            luaL_unref(job->L, LUA_REGISTRYINDEX, job->row_ref);
+        if (job->policy_ref != LUA_NOREF)
+            luaL_unref(job->L, LUA_REGISTRYINDEX, job->policy_ref);
+    }
+    for (size_t i = 0; i < job->issue_count; i++) {
+        free(job->issues[i].field);
+        free(job->issues[i].message);
+        free(job->issues[i].raw);
+    }
+    free(job->issues);
+    free(job->seen.ids);
+    free(job->seen.lines);
+    json_decref(job->samples);
+    json_decref(job->header);
+    free(job->fatal);
+}
+
+static int mark_running(struct job *job)
+{
+    sqlite3_stmt *stmt = db_stmt(job->db, "UPDATE import_run SET state = 'running',"
+                                          " started_at = ?2, script_version = ?3 WHERE id = ?1");
+    int rc;
+
+    if (!stmt)
+        return SQLITE_ERROR;
+    sqlite3_bind_int64(stmt, 1, job->run_id);
+    sqlite3_bind_text(stmt, 2, job->now, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, script_version_id(script_state_version(job->state)), -1,
+                      SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int import_run_execute(struct db *db, struct script_state *state, int64_t run_id,
+                       const char *path, const struct import_options *options,
+                       struct import_progress *progress, import_progress_fn on_progress,
+                       void *userdata, struct import_counts *counts, int *file_rejected,
+                       char **err)
+{
+    struct job job;
+    struct csvread_info info;
+    struct timespec start, end;
+    char *read_err = NULL;
+    long duration_ms;
+    int rc, read_rc;
+
+    memset(&job, 0, sizeof(job));
+    memset(&info, 0, sizeof(info));
+    *err = NULL;
+    *file_rejected = 0;
+    job.db = db;
+    job.state = state;
+    job.L = script_state_lua(state);
+    job.catalogue = script_version_fields(script_state_version(state));
+    job.run_id = run_id;
+    job.options = options;
+    job.progress = progress;
+    job.on_progress = on_progress;
+    job.userdata = userdata;
+    job.cols_ref = job.row_ref = job.policy_ref = LUA_NOREF;
+    job.samples = json_array();
+    db_now(job.now, sizeof(job.now));
+    clock_gettime(CLOCK_MONOTONIC, &start);
+
+    if (mark_running(&job) != SQLITE_OK) {
+        *err = str_printf("Impossible de démarrer l'import : %s", sqlite3_errmsg(db_handle(db)));
+        job_free(&job);
+        return -1;
+    }
+    log_info("import", "run %lld: start (%s%s) on %s", (long long)run_id,
+             options->dry_run ? "preview" : "real run", options->replace ? ", replace" : "",
+             options->filename);
+
+    if (load_policy(&job) == 0) {
+        if (db_begin(db) != SQLITE_OK) {
+            job_db_fail(&job, "début de l'import");
+        } else {
+            read_rc = csvread_file(path, NULL, on_record, &job, &info, &read_err);
+            if (read_rc < 0) {
+                job_fail(&job, 1, read_err);
+                read_err = NULL;
+            } else if (!job.header_seen) {
+                job_fail(&job, 1, strdup("Le fichier est vide."));
+            } else if (!job.fatal && job.counts.rows == 0) {
+                job_fail(&job, 1, strdup("Le fichier ne contient que la ligne d'en-tête : aucune "
+                                         "personne à importer."));
+            }
+            if (job.fatal || options->dry_run) {
+                db_rollback(db);
+            } else if (db_commit(db) != SQLITE_OK) {
+                job_db_fail(&job, "validation de l'import");
+                db_rollback(db);
+            }
+        }
+    }
+    free(read_err);
+
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    duration_ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    if (job.fatal) {
+        /* Nothing of the data was kept: the counts describe nothing. */
+        struct import_counts kept = job.counts;
+        memset(&job.counts, 0, sizeof(job.counts));
+        job.counts.rows = kept.rows;
+    }
+    atomic_store(&progress->lines_done, atomic_load(&progress->lines_total));
+    rc = store_results(&job, &info, job.fatal ? "failed" : "done", job.fatal, duration_ms);
+    if (rc != SQLITE_OK && !job.fatal)
+        job_db_fail(&job, "enregistrement du rapport");
+
+    *counts = job.counts;
+    if (job.fatal) {
+        log_warn("import", "run %lld failed after %ld ms: %s", (long long)run_id, duration_ms,
+                 job.file_rejected ? "file rejected" : "error");
+        *err = job.fatal;
+        *file_rejected = job.file_rejected;
+        job.fatal = NULL;
+        job_free(&job);
+        return -1;
+    }
+    log_info("import",
+             "run %lld done in %ld ms: %ld rows, %ld created, %ld updated, %ld unchanged, "
+             "%ld set aside, %ld rejected, %ld warnings",
+             (long long)run_id, duration_ms, job.counts.rows, job.counts.created,
+             job.counts.updated, job.counts.unchanged, job.counts.set_aside, job.counts.rejected,
+             job.counts.warnings);
+    job_free(&job);
+    return 0;
+}
