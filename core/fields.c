@@ -400,6 +400,27 @@ int fields_validate(const struct fields_catalogue *cat, const char *key, const c
     return 0;
 }
 
+static int roles_listed(char **list, unsigned roles)
+{
+    if (list == NULL)
+        return 1;
+    for (size_t i = 0; list[i] != NULL; i++) {
+        if (script_role_from_name(list[i]) & roles)
+            return 1;
+    }
+    return 0;
+}
+
+int fields_can_view(const struct field_def *field, unsigned roles)
+{
+    return roles_listed(field->view, roles);
+}
+
+int fields_can_edit(const struct field_def *field, unsigned roles)
+{
+    return roles_listed(field->edit, roles);
+}
+
 static json_t *list_json(char **list)
 {
     json_t *out;

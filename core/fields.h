@@ -91,6 +91,13 @@ const struct field_def *fields_find_alias(const struct fields_catalogue *catalog
 int fields_validate(const struct fields_catalogue *catalogue, const char *key,
                     const char *value, struct script_state *state, char **err_fr);
 
+/* Returns 1 when a person holding roles (a set of enum script_role bits)
+ * may see, or edit, the field: one of the roles is listed in view (edit),
+ * or the list is absent. The caller still checks rider.read or
+ * rider.update through roles.lua. */
+int fields_can_view(const struct field_def *field, unsigned roles);
+int fields_can_edit(const struct field_def *field, unsigned roles);
+
 /* The catalogue as a JSON array of field descriptions (new reference). */
 json_t *fields_to_json(const struct fields_catalogue *catalogue);
 

@@ -701,6 +701,9 @@ void script_engine_set_config(struct script_engine *engine, json_t *config)
     json_decref(old);
 }
 
+/* NOTE: the new version is built on the loop thread, so a reload stalls
+ * request handling while the files load: up to budget_ms per file and
+ * selftest when a script runs away (200 ms each by default). */
 static int reload(struct script_engine *engine)
 {
     char *err = NULL;

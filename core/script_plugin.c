@@ -132,12 +132,18 @@ static int parse_field(lua_State *L, const char *plugin, int position, struct fi
     def->has_validate = lua_isfunction(L, -1);
     lua_pop(L, 6);
 
+    for (int l = 0; l < 2; l++) {
+        char **roles = l == 0 ? def->view : def->edit;
+        for (size_t i = 0; roles != NULL && roles[i] != NULL; i++)
+            bad |= script_role_from_name(roles[i]) == 0;
+    }
     type_id = type ? fields_type_from_name(type) : -1;
     if (bad || def->key == NULL || def->label == NULL || type_id < 0) {
         *err = str_printf("fields[%d] (%s): key, label and type are required; type is one of "
                           "text, number, date, boolean, choice, email, phone; pattern is a "
                           "string; choices, csv_aliases, view and edit are lists of at most %d "
-                          "strings",
+                          "strings; view and edit contain role names (gerant, employe, client, "
+                          "visiteur, comptable, proprietaire)",
                           position, def->key ? def->key : "?", FIELDS_MAX_LIST);
         free(type);
         fields_def_clear(def);

@@ -6,6 +6,10 @@
  * no string.dump; `load` accepts source text only, and `require` reads only
  * scripts/lib/<name>.lua from the version's snapshot (never the disk).
  * The `licol` API is installed by script_api.c.
+ *
+ * NOTE: the count hook runs between VM instructions only, so a single slow
+ * C library call (a pathological string.find pattern on a long string) is
+ * not interrupted. The max_string cap on inputs bounds that cost.
  */
 #include "script_internal.h"
 

@@ -87,6 +87,13 @@ static void plugin_fields_declared(void **state)
     assert_ptr_equal(fields_find_alias(f->fields, "POIDS"), fields_find(f->fields, "poids_kg"));
     assert_ptr_equal(fields_find_alias(f->fields, "Date certificat medical"), certificat);
 
+    /* The certificate is visible to a client but only staff edit it. */
+    assert_true(fields_can_view(certificat, SCRIPT_ROLE_CLIENT));
+    assert_false(fields_can_edit(certificat, SCRIPT_ROLE_CLIENT));
+    assert_true(fields_can_edit(certificat, SCRIPT_ROLE_CLIENT | SCRIPT_ROLE_EMPLOYE));
+    assert_false(fields_can_view(certificat, SCRIPT_ROLE_COMPTABLE));
+    assert_true(fields_can_view(fields_find(f->fields, "essai_code"), SCRIPT_ROLE_VISITEUR));
+
     status = script_engine_status(f->engine);
     assert_int_equal(json_array_size(json_object_get(status, "plugins")), 3);
     json_decref(status);
@@ -327,6 +334,9 @@ static void broken_plugin_rejects_version(void **state)
         {"return { name = 'casse', selftest = function() return false, 'non' end }",
          "selftest returned false: non"},
         {"return { name = 'casse' ", "plugins/casse/plugin.lua:1:"},
+        {"return { name = 'casse', fields = { { key = 'x', label = 'X', type = 'text', "
+         "view = { 'moniteur' } } } }",
+         "view and edit contain role names"},
     };
     struct fixture *f = *state;
 
