@@ -143,6 +143,21 @@ class LicolServer:
                 pass
             return b"".join(chunks)
 
+    def add_user(self, email, role, password, last_name="Test", first_name=""):
+        """Creates an account with the CLI (`licol user add`); returns its person id."""
+        result = self.licol("user", "add", "--config", self.config_path, "--email", email,
+                            "--role", role, "--nom", last_name, "--prenom", first_name,
+                            "--password-stdin", stdin=(password + "\n").encode())
+        if result.returncode != 0:
+            raise AssertionError("user add failed: %s" % result.stderr.decode())
+        import sqlite3
+        db = sqlite3.connect(self.db)
+        try:
+            return db.execute("SELECT id FROM person WHERE email = ? AND password_hash IS NOT NULL",
+                              (email,)).fetchone()[0]
+        finally:
+            db.close()
+
     def licol(self, *args, stdin=None):
         """Runs the licol command against this server's database and config."""
         return subprocess.run([LICOL_BIN, *args], input=stdin, capture_output=True,
@@ -152,10 +167,11 @@ class LicolServer:
 class Session:
     """A logged-in browser-like client: keeps the session cookie and CSRF token."""
 
-    def __init__(self, server):
+    def __init__(self, server, token=None):
         self.server = server
         self.cookie = None
         self.csrf = None
+        self.token = token  # an API token: sent as "Authorization: Bearer"
 
     def login(self, email, password):
         status, headers, body = self.call("POST", "/api/v1/session",
@@ -166,6 +182,8 @@ class Session:
 
     def call(self, method, path, body=None, headers=None, raw_body=None):
         headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
         if self.cookie:
             headers["Cookie"] = self.cookie
         if self.csrf and method not in ("GET", "HEAD"):
