@@ -28,6 +28,7 @@
 #define TEXT_CAP (3 * CHUNK_SIZE + 64) /* UTF-8 grows at most 3x from one input byte */
 #define BINARY_WINDOW 4096             /* bytes of text inspected for control characters */
 #define BINARY_MAX_CONTROLS 16         /* control characters tolerated in that window */
+#define COLUMN_NAME_MAX 60             /* bytes of a header name quoted in a message */
 
 enum encoding { ENC_UTF8, ENC_UTF8_BOM, ENC_UTF16LE, ENC_UTF16BE, ENC_CP1252 };
 
@@ -150,7 +151,17 @@ static char *column_label(const struct reader *r, size_t index)
 {
     if (r->records >= 1 && index < r->header_count) {
         const char *name = r->header.data + r->header_offsets[index];
-        if (*name)
+        size_t len = strlen(name);
+
+        /* A header name is shown up to COLUMN_NAME_MAX bytes, cut before a
+         * UTF-8 continuation byte so that no character is split. */
+        if (len > COLUMN_NAME_MAX) {
+            len = COLUMN_NAME_MAX;
+            while (len > 0 && ((unsigned char)name[len] & 0xC0) == 0x80)
+                len--;
+            return str_printf("colonne %zu (« %.*s… »)", index + 1, (int)len, name);
+        }
+        if (len)
             return str_printf("colonne %zu (« %s »)", index + 1, name);
     }
     return str_printf("colonne %zu", index + 1);

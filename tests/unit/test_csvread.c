@@ -543,6 +543,24 @@ static void wide_record_accepted(void **state)
     free(data);
 }
 
+static void error_long_header_name(void **state)
+{
+    char data[256];
+    static const char *const expected[] = {"Ligne 2, colonne 1 (« ", "nné… »)", NULL};
+    struct csvread_options options = {.max_field = 100};
+    size_t n = 0;
+
+    /* After 57 ASCII bytes, the second "é" spans bytes 59 and 60, so the
+     * cut at 60 bytes backs off to keep only the first one. */
+    memset(data, 'n', 57);
+    n = 57;
+    n += (size_t)sprintf(data + n, "éééé;b\n");
+    memset(data + n, 'x', 150);
+    n += 150;
+    n += (size_t)sprintf(data + n, ";1\n");
+    expect_error(data, n, &options, expected);
+}
+
 static void error_missing_file(void **state)
 {
     char *err = NULL;
@@ -646,6 +664,7 @@ int main(void)
         cmocka_unit_test(error_field_too_long),
         cmocka_unit_test(error_too_many_fields),
         cmocka_unit_test(wide_record_accepted),
+        cmocka_unit_test(error_long_header_name),
         cmocka_unit_test(error_missing_file),
         cmocka_unit_test(large_file_bounded_memory),
         cmocka_unit_test(late_invalid_utf8),
