@@ -155,6 +155,31 @@ static int table_is_array(lua_State *L, int index, size_t *n)
     return (size_t)count == *n;
 }
 
+static int readonly_newindex(lua_State *L);
+
+/* When the table at index is a read-only proxy (licol.config, licol.fields),
+ * pushes the table it wraps and returns 1; otherwise pushes nothing and
+ * returns 0. */
+static int push_proxied(lua_State *L, int index)
+{
+    int proxied = 0;
+
+    if (!lua_getmetatable(L, index))
+        return 0;
+    if (lua_getfield(L, -1, "__newindex") == LUA_TFUNCTION &&
+        lua_tocfunction(L, -1) == readonly_newindex) {
+        lua_getfield(L, -2, "__index");
+        proxied = 1;
+    }
+    if (proxied) {
+        lua_insert(L, -3);
+        lua_pop(L, 2);
+    } else {
+        lua_pop(L, 2);
+    }
+    return proxied;
+}
+
 static json_t *to_json_depth(lua_State *L, int index, int depth)
 {
     json_t *out = NULL;
@@ -186,6 +211,12 @@ static json_t *to_json_depth(lua_State *L, int index, int depth)
         break;
     default:
         return NULL;
+    }
+
+    if (push_proxied(L, index)) {
+        out = to_json_depth(L, -1, depth + 1);
+        lua_pop(L, 1);
+        return out;
     }
 
     if (table_is_array(L, index, &n)) {

@@ -281,6 +281,8 @@ static void api_config_and_fields_read_only(void **state)
     assert_true_chunk(f->state, "return licol.fields[1].key == 'last_name' and "
                                 "licol.fields[1].label == 'Nom' and #licol.fields >= 14");
     assert_chunk_fails(f->state, "licol.fields[1].label = 'x'", "read-only");
+    assert_true_chunk(f->state, "return licol.json.encode(licol.config) == "
+                                "'{\"club\":\"Les Écuries\",\"mail\":{\"port\":25}}'");
     free(result);
 }
 
