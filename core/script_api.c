@@ -39,8 +39,8 @@ static const char *check_capped(lua_State *L, int arg, size_t *len)
     const char *s = luaL_checklstring(L, arg, len);
 
     if (*len > st->version->limits.max_string)
-        luaL_error(L, "string argument of %zu bytes exceeds the %zu byte limit", *len,
-                   st->version->limits.max_string);
+        luaL_error(L, "string argument of %I bytes exceeds the %I byte limit",
+                   (lua_Integer)*len, (lua_Integer)st->version->limits.max_string);
     return s;
 }
 

@@ -235,6 +235,34 @@ static void api_json_and_text(void **state)
                        "cannot be encoded");
 }
 
+static void input_strings_capped(void **state)
+{
+    struct fixture *f = *state;
+    lua_State *L = script_state_lua(f->state);
+    size_t big = (64 << 10) + 1;
+    char *text = malloc(big + 1);
+    json_t *payload;
+
+    memset(text, 'a', big);
+    text[big] = '\0';
+    assert_int_equal(script_push_string(f->state, text, big), -1);
+    assert_int_equal(lua_rawlen(L, -1), 0);
+    lua_pop(L, 1);
+    assert_int_equal(script_push_string(f->state, text, big - 1), 0);
+    lua_pop(L, 1);
+
+    payload = json_pack("{s:s}", "long", text);
+    assert_int_equal(script_push_json(f->state, payload), -1);
+    assert_true(lua_isnil(L, -1));
+    lua_pop(L, 1);
+    json_decref(payload);
+
+    assert_chunk_fails(f->state, "return licol.text.trim(string.rep('a', 65537))",
+                       "exceeds the 65536 byte limit");
+    assert_true_chunk(f->state, "licol.log.info('message from a test') return true");
+    free(text);
+}
+
 static void api_norm_bindings(void **state)
 {
     struct fixture *f = *state;
@@ -458,6 +486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(errors_carry_location_and_traceback, setup, teardown),
         cmocka_unit_test_setup_teardown(can_returns_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(api_json_and_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(input_strings_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(api_norm_bindings, setup, teardown),
         cmocka_unit_test_setup_teardown(api_config_and_fields_read_only, setup, teardown),
         cmocka_unit_test(load_failures_are_reported),

@@ -182,6 +182,14 @@ static void hooks_called(void **state)
     json_decref(result);
     json_decref(payload);
 
+    payload = json_pack("{s:s}", "texte", "photos-2026");
+    assert_int_equal(script_run_hook(f->state, SCRIPT_HOOK_CONSENT_RECORDED, payload, &result), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(result, "essai"), "texte")),
+        "photos-2026");
+    json_decref(result);
+    json_decref(payload);
+
     /* A practice licence gets no warning. */
     payload = json_pack("{s:i, s:s, s:{}}", "id", 8, "licence_type", "pratiquant", "fields");
     assert_int_equal(script_run_hook(f->state, SCRIPT_HOOK_PERSON_UPDATED, payload, &result), 0);
