@@ -38,9 +38,9 @@ static const char *const statuses[] = {"gerant",    "employe",   "client", "visi
 /* Columns: 0 id, 1 last_name, 2 first_name, 3 birth_date, 4 email, 5 phone,
  * 6 mobile, 7 licence_number, 8 latest licence season, 9 licence valid this
  * year, 10 galop, 11 galop label, 12 roles (comma-separated).
- * Parameters: ?1 role or NULL, ?2 LIKE pattern or NULL, ?3 limit,
- * ?4 offset, ?5 current year. The roles of the page come from the same
- * query (an indexed lookup per row), not one query per rider. */
+ * Parameters: ?1 role or NULL, ?3 limit, ?4 offset, ?5 current year, and
+ * ?2, ?6, ?7, ?8 the LIKE patterns of the search (NULL when unused). The
+ * roles of the page come from the same query (an indexed lookup per row), not one query per rider. */
 #define LIST_SQL(order)                                                                            \
     "SELECT p.id, p.last_name, p.first_name, p.birth_date, p.email, p.phone, p.mobile,"            \
     " p.licence_number, (SELECT max(season) FROM licence l WHERE l.person_id = p.id),"            \
@@ -51,6 +51,9 @@ static const char *const statuses[] = {"gerant",    "employe",   "client", "visi
     " WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM person_role r"                                    \
     "                              WHERE r.person_id = p.id AND r.role = ?1))"                     \
     " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\')"                                       \
+    " AND (?6 IS NULL OR p.search_text LIKE ?6 ESCAPE '\\')"                                       \
+    " AND (?7 IS NULL OR p.search_text LIKE ?7 ESCAPE '\\')"                                       \
+    " AND (?8 IS NULL OR p.search_text LIKE ?8 ESCAPE '\\')"                                       \
     " ORDER BY " order " LIMIT ?3 OFFSET ?4"
 
 static const struct {
@@ -110,24 +113,89 @@ static void cache_store(char *key, char *body, uint64_t generation)
     e->generation = generation;
 }
 
-/* Writes a LIKE pattern "%<folded q>%" with %, _ and \ escaped. Returns 0,
- * or -1 when nothing searchable remains. */
-static int search_pattern(const char *q, char *out, size_t size)
-{
-    char folded[LIST_MAX_QUERY * 2];
-    size_t n = 0;
+#define SEARCH_TERMS 4
 
-    if (norm_fold(q, folded, sizeof(folded), 0) != NORM_OK || folded[0] == '\0')
-        return -1;
+/* LIKE patterns of a search: every term must occur in person.search_text.
+ * Unused terms are empty. */
+struct search {
+    char terms[SEARCH_TERMS][LIST_MAX_QUERY * 2 + 4];
+    size_t count;
+};
+
+/* Appends "%<text>%" to search with %, _ and \ escaped. */
+static void search_add(struct search *search, const char *text, size_t len)
+{
+    char *out = search->terms[search->count];
+    size_t cap = sizeof(search->terms[0]), n = 0;
+
     out[n++] = '%';
-    for (const char *p = folded; *p && n + 3 < size; p++) {
-        if (*p == '%' || *p == '_' || *p == '\\')
+    for (size_t i = 0; i < len && n + 3 < cap; i++) {
+        if (text[i] == '%' || text[i] == '_' || text[i] == '\\')
             out[n++] = '\\';
-        out[n++] = *p;
+        out[n++] = text[i];
     }
     out[n++] = '%';
     out[n] = '\0';
-    return 0;
+    search->count++;
+}
+
+/* Builds the search for q. A phone number or a licence number is searched
+ * in its stored form; other text is folded (accents and case ignored) and
+ * split into words, each of which must match. Words past the fourth are
+ * matched together with the fourth, in order. Returns the term count. */
+static size_t search_build(const char *q, struct search *search)
+{
+    char folded[LIST_MAX_QUERY * 2], value[64];
+    const char *p;
+
+    memset(search, 0, sizeof(*search));
+    if (norm_phone(q, value, sizeof(value)) == NORM_OK) {
+        /* search_text holds +33 numbers in their national form too. */
+        if (strncmp(value, "+33", 3) == 0) {
+            value[2] = '0';
+            search_add(search, value + 2, strlen(value + 2));
+        } else {
+            search_add(search, value, strlen(value));
+        }
+        return search->count;
+    }
+    if (norm_licence(q, value, sizeof(value)) == NORM_OK &&
+        norm_fold(value, folded, sizeof(folded), 1) == NORM_OK) {
+        search_add(search, folded, strlen(folded));
+        return search->count;
+    }
+    if (norm_fold(q, folded, sizeof(folded), 0) != NORM_OK)
+        return 0;
+    p = folded;
+    while (*p != '\0' && search->count < SEARCH_TERMS) {
+        size_t len;
+
+        while (*p == ' ')
+            p++;
+        len = search->count == SEARCH_TERMS - 1 ? strlen(p) : strcspn(p, " ");
+        if (len == 0)
+            break;
+        if (search->count == SEARCH_TERMS - 1) {
+            /* The remaining words, in order, with anything between them. */
+            char rest[sizeof(folded)];
+            size_t n = 0;
+
+            for (size_t i = 0; i < len && n + 1 < sizeof(rest); i++)
+                rest[n++] = p[i] == ' ' ? '%' : p[i];
+            search_add(search, rest, n);
+            break;
+        }
+        search_add(search, p, len);
+        p += len;
+    }
+    return search->count;
+}
+
+/* Binds the search terms to the parameters listed in index. */
+static void search_bind(sqlite3_stmt *stmt, const struct search *search, const int index[SEARCH_TERMS])
+{
+    for (size_t i = 0; i < search->count; i++)
+        sqlite3_bind_text(stmt, index[i], search->terms[i], -1, SQLITE_STATIC);
 }
 
 static int query_int(struct http_request *req, const char *name, int fallback, int min, int max)
@@ -144,39 +212,44 @@ static int query_int(struct http_request *req, const char *name, int fallback, i
     return value > max ? max : (int)value;
 }
 
-/* Counts per status, and "tous", for the search pattern (NULL: all). */
-static json_t *list_counts(struct app *app, const char *pattern)
+/* Counts per status, and "tous", for the search (no terms: everyone). */
+static json_t *list_counts(struct app *app, const struct search *search)
 {
+    static const int params[SEARCH_TERMS] = {1, 2, 3, 4};
     json_t *counts = json_object();
     sqlite3_stmt *stmt;
     json_int_t all = 0;
 
     for (size_t i = 0; i < STATUS_COUNT; i++)
         json_object_set_new(counts, statuses[i], json_integer(0));
-    if (pattern == NULL)
+    if (search->count == 0)
         stmt = db_stmt(app->db, "SELECT role, count(*) FROM person_role GROUP BY role");
     else
         stmt = db_stmt(app->db, "SELECT r.role, count(*) FROM person p JOIN person_role r"
                                 " ON r.person_id = p.id WHERE p.search_text LIKE ?1 ESCAPE '\\'"
+                                " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\')"
+                                " AND (?3 IS NULL OR p.search_text LIKE ?3 ESCAPE '\\')"
+                                " AND (?4 IS NULL OR p.search_text LIKE ?4 ESCAPE '\\')"
                                 " GROUP BY r.role");
     if (stmt == NULL)
         return counts;
-    if (pattern != NULL)
-        sqlite3_bind_text(stmt, 1, pattern, -1, SQLITE_STATIC);
+    search_bind(stmt, search, params);
     while (sqlite3_step(stmt) == SQLITE_ROW)
         json_object_set_new(counts, (const char *)sqlite3_column_text(stmt, 0),
                             json_integer(sqlite3_column_int64(stmt, 1)));
     sqlite3_reset(stmt);
 
-    if (pattern == NULL)
+    if (search->count == 0)
         stmt = db_stmt(app->db, "SELECT count(*) FROM person");
     else
-        stmt = db_stmt(app->db,
-                       "SELECT count(*) FROM person WHERE search_text LIKE ?1 ESCAPE '\\'");
+        stmt = db_stmt(app->db, "SELECT count(*) FROM person p"
+                                " WHERE p.search_text LIKE ?1 ESCAPE '\\'"
+                                " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\')"
+                                " AND (?3 IS NULL OR p.search_text LIKE ?3 ESCAPE '\\')"
+                                " AND (?4 IS NULL OR p.search_text LIKE ?4 ESCAPE '\\')");
     if (stmt == NULL)
         return counts;
-    if (pattern != NULL)
-        sqlite3_bind_text(stmt, 1, pattern, -1, SQLITE_STATIC);
+    search_bind(stmt, search, params);
     if (sqlite3_step(stmt) == SQLITE_ROW)
         all = sqlite3_column_int64(stmt, 0);
     sqlite3_reset(stmt);
@@ -215,7 +288,8 @@ static void handle_list(struct http_request *req, void *ctx)
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "riders.list", 0);
     char status[32] = "tous", sort[32] = "nom", q[LIST_MAX_QUERY + 1] = "";
-    char pattern[LIST_MAX_QUERY * 4];
+    static const int list_params[SEARCH_TERMS] = {2, 6, 7, 8};
+    struct search search;
     const char *role = NULL, *sql = NULL;
     int page, per_page, year;
     char *key = NULL, *text = NULL;
@@ -287,10 +361,8 @@ static void handle_list(struct http_request *req, void *ctx)
         return;
     }
     db_bind_text_or_null(stmt, 1, role);
-    if (q[0] != '\0' && search_pattern(q, pattern, sizeof(pattern)) == 0)
-        sqlite3_bind_text(stmt, 2, pattern, -1, SQLITE_STATIC);
-    else
-        pattern[0] = '\0';
+    search_build(q, &search);
+    search_bind(stmt, &search, list_params);
     sqlite3_bind_int(stmt, 3, per_page);
     sqlite3_bind_int64(stmt, 4, (sqlite3_int64)(page - 1) * per_page);
     sqlite3_bind_int(stmt, 5, year);
@@ -299,7 +371,7 @@ static void handle_list(struct http_request *req, void *ctx)
         json_array_append_new(items, list_item(stmt));
     sqlite3_reset(stmt);
 
-    counts = list_counts(app, pattern[0] ? pattern : NULL);
+    counts = list_counts(app, &search);
     body = json_pack("{s:O,s:i,s:i,s:o,s:o}", "total",
                      json_object_get(counts, role ? role : "tous"), "page", page, "per_page",
                      per_page, "counts", counts, "items", items);
@@ -1143,9 +1215,18 @@ static void handle_roles(struct http_request *req, void *ctx)
     if ((roles = parse_roles(req, json_object_get(body, "roles"))) < 0)
         goto done;
     old_roles = person_roles(app, id);
-    if (auth_require(app, req, "rider.roles.update", id) == NULL ||
-        check_role_rights(app, req, user, id, old_roles, (unsigned)roles) != 0)
+    /* Each role granted or removed is checked with target.role set; saving
+     * the same roles again needs only the right to edit the record. */
+    if (old_roles == (unsigned)roles) {
+        if (auth_require(app, req, "rider.update", id) == NULL)
+            goto done;
+    } else if (user->must_change_password) {
+        http_respond_error(req, 403, "password_change_required",
+                           "Vous devez d'abord choisir un nouveau mot de passe.");
         goto done;
+    } else if (check_role_rights(app, req, user, id, old_roles, (unsigned)roles) != 0) {
+        goto done;
+    }
     if ((old_roles & AUTH_ROLE_GERANT) && !(roles & AUTH_ROLE_GERANT) && manager_count(app) <= 1) {
         http_respond_error(req, 409, "conflict",
                            "Le club doit garder au moins un gérant : nommez-en un autre avant "

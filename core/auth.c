@@ -606,6 +606,13 @@ static json_t *session_json(struct app *app, const struct auth_user *user)
 
     for (size_t i = 0; i < ACTION_COUNT; i++) {
         int allowed = !user->must_change_password && auth_allowed(app, user, actions[i], 0);
+
+        /* Role-scoped actions are allowed when at least one role is. */
+        for (size_t r = 0; !allowed && !user->must_change_password && r < ROLE_COUNT; r++) {
+            if (strcmp(actions[i], "rider.roles.update") == 0 ||
+                strcmp(actions[i], "tokens.manage") == 0)
+                allowed = auth_allowed_role(app, user, actions[i], 0, role_names[r]);
+        }
         json_object_set_new(permissions, actions[i], json_boolean(allowed));
     }
     for (size_t i = 0; i < sizeof(self_actions) / sizeof(self_actions[0]); i++) {
