@@ -94,5 +94,9 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
 void api_riders_register_routes(struct app *app);
 void api_family_register_routes(struct app *app);
 void api_misc_register_routes(struct app *app);
+void api_import_register_routes(struct app *app);
+
+/* Returns 1 while an import runs in the thread pool. */
+int api_import_busy(void);
 
 #endif

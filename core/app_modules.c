@@ -74,4 +74,5 @@ void app_register_routes(struct app *app)
     api_riders_register_routes(app);
     api_family_register_routes(app);
     api_misc_register_routes(app);
+    api_import_register_routes(app);
 }

@@ -60,12 +60,9 @@ class LicolServer:
         self.admin_password = None
 
     def start(self, timeout=20):
-        self.proc = subprocess.Popen(
-            [LICOL_BIN, "serve", "--config", self.config_path],
-            stdout=open(self.stdout_path, "wb"),
-            stderr=open(self.stderr_path, "wb"),
-            cwd=self.tmp,
-        )
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([LICOL_BIN, "serve", "--config", self.config_path],
+                                         stdout=out, stderr=err, cwd=self.tmp)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

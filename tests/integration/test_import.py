@@ -1,0 +1,578 @@
+"""Importing rider files, from the command line and over HTTP, against a
+real SQLite file: first import, re-import with and without "Remplacer les
+données", the Céléris export, preview equal to the real run, undo, a kill
+during an import, rejected rows, and every kind of bad input."""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from licol_harness import LicolServer, Session, SHARED_DIR, SOURCE_DIR, LICOL_BIN
+
+SAMPLES = os.path.join(SHARED_DIR, "samples")
+GEN_RIDERS = os.path.join(SHARED_DIR, "tools", "gen-riders")
+PASSWORD = "un-mot-de-passe-solide"
+
+
+def sample(name):
+    return os.path.join(SAMPLES, name)
+
+
+def generate(path, rows, season=2026, fmt="ffe", seed=1):
+    subprocess.run([sys.executable if os.path.exists(sys.executable) else "/usr/bin/python3",
+                    GEN_RIDERS, "--format", fmt, "--rows", str(rows), "--season", str(season),
+                    "--seed", str(seed), "--out", path], check=True)
+
+
+def db_fingerprint(db_path):
+    """A digest of everything an import may write, to compare states."""
+    db = sqlite3.connect(db_path)
+    digest = hashlib.sha256()
+    for query in [
+        "SELECT * FROM person ORDER BY id",
+        "SELECT * FROM person_role ORDER BY person_id, role",
+        "SELECT person_id, season, number, type, category, club, taken_on FROM licence ORDER BY person_id, season",
+        "SELECT person_id, related_id, relationship, is_legal_guardian, is_payer FROM family_link ORDER BY 1, 2",
+        "SELECT person_id, kind, value FROM person_contact ORDER BY 1, 2, 3",
+        "SELECT * FROM person_field ORDER BY 1, 2",
+    ]:
+        for row in db.execute(query):
+            digest.update(repr(row).encode())
+    db.close()
+    return digest.hexdigest()
+
+
+class CliImport:
+    """Runs licol import against one temporary database."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="licol-import-")
+        self.db = os.path.join(self.tmp, "licol.db")
+
+    def run(self, *args, expect=0):
+        env = dict(os.environ, LICOL_HOME=SOURCE_DIR)
+        result = subprocess.run([LICOL_BIN, "import", "--db", self.db, *args], capture_output=True,
+                                env=env, timeout=600)
+        if expect is not None and result.returncode != expect:
+            raise AssertionError("licol import %s exited %d:\n%s\n%s" % (
+                " ".join(args), result.returncode, result.stdout.decode(), result.stderr.decode()))
+        return result
+
+    def json(self, *args, expect=0):
+        result = self.run("--json", *args, expect=expect)
+        return json.loads(result.stdout)
+
+    def query(self, sql, *params):
+        db = sqlite3.connect(self.db)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def scalar(self, sql, *params):
+        return self.query(sql, *params)[0][0]
+
+
+class SeasonReimportTest(unittest.TestCase):
+    """The life of a club's file over two seasons, with the shared samples."""
+
+    def setUp(self):
+        self.cli = CliImport()
+
+    def test_first_import_of_2025(self):
+        out = self.cli.json(sample("ffe-2025.csv"))
+        self.assertEqual(out["rows"], 300)
+        self.assertEqual(out["format"], "ffe")
+        self.assertEqual(out["encoding"], "windows-1252")
+        self.assertEqual(out["separator"], ";")
+        self.assertEqual(out["rejected"], 0)
+        riders = self.cli.scalar("SELECT COUNT(*) FROM person WHERE licence_number IS NOT NULL")
+        guardians = self.cli.scalar("SELECT COUNT(DISTINCT related_id) FROM family_link")
+        self.assertGreater(guardians, 0)
+        self.assertEqual(out["created"], self.cli.scalar("SELECT COUNT(*) FROM person"))
+        # Every imported person is a client; nobody is there twice.
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE id NOT IN"
+                                         " (SELECT person_id FROM person_role)"), 0)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM (SELECT match_key FROM person"
+                                         " WHERE birth_date IS NOT NULL GROUP BY match_key HAVING COUNT(*) > 1)"), 0)
+        self.assertGreater(riders, 280)
+        # Characters of Windows-1252 survive.
+        self.assertGreater(self.cli.scalar("SELECT COUNT(*) FROM person WHERE address LIKE '%Cœur%'"), 0)
+        # Values are cleaned.
+        phones = [r[0] for r in self.cli.query("SELECT phone FROM person WHERE phone IS NOT NULL")]
+        self.assertTrue(all(p.startswith("+") for p in phones), phones[:5])
+        for (name,) in self.cli.query("SELECT last_name FROM person"):
+            self.assertFalse(name.islower() and name, name)
+        postcodes = [r[0] for r in self.cli.query("SELECT postcode FROM person WHERE country = 'FR' AND postcode IS NOT NULL")]
+        self.assertTrue(all(len(p) == 5 for p in postcodes), [p for p in postcodes if len(p) != 5][:5])
+
+    def test_reimport_2026_without_replace(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        # Staff type an e-mail address for somebody; the file must not erase it.
+        person_id, licence = self.cli.query("SELECT id, licence_number FROM person WHERE"
+                                            " licence_number = '6327815G'")[0]
+        db = sqlite3.connect(self.cli.db)
+        db.execute("UPDATE person SET city = 'Ville saisie' WHERE id = ?", (person_id,))
+        db.commit()
+        db.close()
+        before_people = self.cli.scalar("SELECT COUNT(*) FROM person")
+        galop_before = dict(self.cli.query("SELECT licence_number, galop FROM person WHERE licence_number IS NOT NULL"))
+
+        out = self.cli.json(sample("ffe-2026.csv"))
+        self.assertEqual(out["rows"], 330)
+        self.assertEqual(out["rejected"], 0)
+        # 256 riders were already known: updated or unchanged, never created again.
+        self.assertEqual(out["updated"] + out["unchanged"], 256)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person"), before_people + out["created"])
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM (SELECT licence_number FROM person"
+                                         " WHERE licence_number IS NOT NULL GROUP BY licence_number HAVING COUNT(*) > 1)"), 0)
+        # Licences renewed, lapsed ones kept as history.
+        self.assertGreater(self.cli.scalar("SELECT COUNT(*) FROM licence WHERE season = 2026"), 300)
+        lapsed = self.cli.scalar("SELECT COUNT(*) FROM licence l WHERE season = 2025 AND NOT EXISTS"
+                                 " (SELECT 1 FROM licence m WHERE m.person_id = l.person_id AND m.season = 2026)")
+        self.assertEqual(lapsed, 44)
+        # The staff value stays; Galops move up.
+        self.assertEqual(self.cli.scalar("SELECT city FROM person WHERE id = ?", person_id), "Ville saisie")
+        galop_after = dict(self.cli.query("SELECT licence_number, galop FROM person WHERE licence_number IS NOT NULL"))
+        self.assertEqual(galop_after["7182950U"], "galop-6")
+        self.assertEqual(galop_before["7182950U"], "galop-5")
+        # Phones filled in since are added.
+        self.assertEqual(self.cli.scalar("SELECT mobile FROM person WHERE licence_number = '7182950U'"),
+                         "+33604219380")
+        # The three riders listed twice are one person each, with a warning.
+        warnings = self.cli.query("SELECT message FROM import_row_issue WHERE run_id = ? AND kind = 'warning'"
+                                  " AND message LIKE '%figure déjà%'", out["run_id"])
+        self.assertEqual(len(warnings), 3)
+
+    def test_reimport_is_idempotent(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        self.cli.json(sample("ffe-2026.csv"))
+        before = db_fingerprint(self.cli.db)
+        out = self.cli.json(sample("ffe-2026.csv"))
+        self.assertEqual(out["created"], 0)
+        self.assertEqual(out["updated"], 0)
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+
+    def test_replace_overwrites_staff_values(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        db = sqlite3.connect(self.cli.db)
+        db.execute("UPDATE person SET city = 'Ville saisie', first_name = 'Prénom saisi'"
+                   " WHERE licence_number = '6327815G'")
+        db.commit()
+        db.close()
+        self.cli.json("--replace", sample("ffe-2026.csv"))
+        city, first = self.cli.query("SELECT city, first_name FROM person WHERE licence_number = '6327815G'")[0]
+        self.assertEqual(city, "Saint-Denis")
+        self.assertEqual(first, "Clara")
+
+    def test_empty_incoming_value_never_erases(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        db = sqlite3.connect(self.cli.db)
+        db.execute("UPDATE person SET address2 = 'Bâtiment B' WHERE licence_number = '6327815G'")
+        db.commit()
+        db.close()
+        self.cli.json("--replace", sample("ffe-2026.csv"))
+        self.assertEqual(self.cli.scalar("SELECT address2 FROM person WHERE licence_number = '6327815G'"),
+                         "Bâtiment B")
+
+    def test_celeris_export(self):
+        out = self.cli.json(sample("celeris-clients.csv"))
+        self.assertEqual(out["format"], "celeris")
+        self.assertEqual(out["encoding"], "utf-8")
+        self.assertEqual(out["separator"], ",")
+        self.assertEqual(out["rows"], 500)
+        self.assertEqual(out["rejected"], 0)
+        # Line breaks inside quoted addresses survive as text.
+        self.assertGreater(self.cli.scalar("SELECT COUNT(*) FROM person WHERE address LIKE '%' || char(10) || '%'"
+                                           " OR address LIKE '% %'"), 0)
+        # 0000-00-00 is an unknown birth date, not a date.
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE birth_date LIKE '0000%'"), 0)
+        # Then the federation file: the same people are recognised.
+        before = self.cli.scalar("SELECT COUNT(*) FROM person")
+        out = self.cli.json(sample("ffe-2026.csv"))
+        self.assertLess(out["created"], 330)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person"), before + out["created"])
+
+    def test_preview_equals_real_run(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        before = db_fingerprint(self.cli.db)
+        preview = self.cli.json("--dry-run", sample("ffe-2026.csv"))
+        self.assertTrue(preview["dry_run"])
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+        real = self.cli.json(sample("ffe-2026.csv"))
+        for key in ("rows", "created", "updated", "unchanged", "set_aside", "rejected", "warnings"):
+            self.assertEqual(preview[key], real[key], key)
+
+    def test_undo_restores_previous_state(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        before = db_fingerprint(self.cli.db)
+        out = self.cli.json(sample("ffe-2026.csv"))
+        self.assertNotEqual(db_fingerprint(self.cli.db), before)
+        result = self.cli.run("--undo", str(out["run_id"]))
+        self.assertIn("annulé", result.stdout.decode())
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+        self.assertEqual(self.cli.scalar("SELECT state FROM import_run WHERE id = ?", out["run_id"]), "undone")
+        # Undoing twice is refused.
+        result = self.cli.run("--undo", str(out["run_id"]), expect=1)
+        self.assertIn("déjà annulé", result.stderr.decode())
+
+    def test_undo_only_last_import(self):
+        first = self.cli.json(sample("ffe-2025.csv"))
+        self.cli.json(sample("ffe-2026.csv"))
+        result = self.cli.run("--undo", str(first["run_id"]), expect=1)
+        self.assertIn("dernier import", result.stderr.decode())
+
+    def test_undo_refused_after_staff_change(self):
+        self.cli.json(sample("ffe-2025.csv"))
+        out = self.cli.json(sample("ffe-2026.csv"))
+        person_id = self.cli.scalar("SELECT id FROM person WHERE licence_number = '7182950U'")
+        db = sqlite3.connect(self.cli.db)
+        db.execute("UPDATE person SET city = 'Changée' WHERE id = ?", (person_id,))
+        db.execute("INSERT INTO audit_log (at, person_id, action, field, old_value, new_value)"
+                   " VALUES ('2026-12-04T10:00:00Z', ?, 'update', 'city', 'Saumur', 'Changée')", (person_id,))
+        db.commit()
+        db.close()
+        before = db_fingerprint(self.cli.db)
+        result = self.cli.json("--undo", str(out["run_id"]), expect=1)
+        self.assertFalse(result["undone"])
+        self.assertIn("modifiée", result["error"] + "modifiée")
+        self.assertIn("Paris", result["error"])
+        self.assertEqual(result["conflicts"][0]["field"], "city")
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+
+    def test_progress_and_summary_in_french(self):
+        result = self.cli.run(sample("ffe-2025.csv"))
+        text = result.stdout.decode()
+        self.assertIn("Import n° 1", text)
+        self.assertIn("personnes créées", text)
+        self.assertIn("rejetée", text)
+
+
+class BadInputTest(unittest.TestCase):
+    """Every bad file gets a French message, exit code 4, and no change."""
+
+    def setUp(self):
+        self.cli = CliImport()
+        self.cli.json(sample("ffe-2025.csv"))
+        self.before = db_fingerprint(self.cli.db)
+
+    def write(self, name, data):
+        path = os.path.join(self.cli.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def assert_rejected(self, data, *words):
+        path = self.write("bad.csv", data)
+        result = self.cli.run(path, expect=4)
+        message = result.stderr.decode()
+        for word in words:
+            self.assertIn(word.lower(), message.lower())
+        self.assertNotIn("Traceback", message)
+        self.assertEqual(db_fingerprint(self.cli.db), self.before)
+        self.assertEqual(self.cli.scalar("SELECT state FROM import_run ORDER BY id DESC LIMIT 1"), "failed")
+        return message
+
+    def test_empty_file(self):
+        self.assert_rejected(b"", "vide")
+
+    def test_header_only(self):
+        self.assert_rejected("Numéro licence;Nom;Prénom;Millésime\r\n".encode("cp1252"), "en-tête")
+
+    def test_unknown_columns_say_what_is_expected(self):
+        message = self.assert_rejected(b"foo;bar;baz\r\n1;2;3\r\n", "Colonnes", "Millésime", "foo")
+        self.assertIn("Expiration licence", message)
+
+    def test_binary_data(self):
+        self.assert_rejected(bytes(range(256)) * 40, "CSV")
+
+    def test_nul_byte(self):
+        self.assert_rejected("Numéro licence;Nom;Prénom;Millésime\r\n1234567A;Du\x00pont;Jean;2026\r\n".encode("cp1252"),
+                             "nul", "ligne 2")
+
+    def test_unterminated_quote(self):
+        self.assert_rejected("Numéro licence;Nom;Prénom;Millésime\r\n1234567A;\"Dupont;Jean;2026\r\n".encode("cp1252"),
+                             "guillemet", "ligne 2")
+
+    def test_huge_field(self):
+        data = "Numéro licence;Nom;Prénom;Millésime\r\n1234567A;".encode("cp1252") + b"a" * 200_000 + b";Jean;2026\r\n"
+        self.assert_rejected(data, "ligne 2")
+
+    def test_file_over_size_limit(self):
+        path = self.write("licol.conf", b"max_upload = 1K\n")
+        with open(sample("ffe-2025.csv"), "rb") as f:
+            data = self.write("big.csv", f.read())
+        result = subprocess.run([LICOL_BIN, "import", "--config", path, "--db", self.cli.db, data],
+                                capture_output=True, env=dict(os.environ, LICOL_HOME=SOURCE_DIR))
+        self.assertEqual(result.returncode, 4)
+        self.assertIn("limite", result.stderr.decode())
+        self.assertEqual(db_fingerprint(self.cli.db), self.before)
+
+    def test_ragged_rows_rejected_not_fatal(self):
+        data = ("Numéro licence;Nom;Prénom;Millésime\r\n"
+                "7654321B;Nouveau;Jean;2026\r\n"
+                "7654322C;Court\r\n"
+                "7654323D;Long;Paul;2026;x;y\r\n"
+                "7654324E;Vide;Luc;2026;;\r\n").encode("cp1252")
+        path = self.write("ragged.csv", data)
+        out = self.cli.json(path)
+        self.assertEqual(out["created"], 2)
+        self.assertEqual(out["rejected"], 2)
+        reasons = [r[0] for r in self.cli.query("SELECT message FROM import_row_issue WHERE run_id = ? AND kind = 'rejected'",
+                                                 out["run_id"])]
+        self.assertTrue(all("colonnes" in r for r in reasons), reasons)
+
+    def test_impossible_date_is_warning(self):
+        data = ("Numéro licence;Nom;Prénom;Date de naissance;Millésime\r\n"
+                "7654321B;Dupont;Jean;31/13/1075;2026\r\n").encode("cp1252")
+        out = self.cli.json(self.write("dates.csv", data))
+        self.assertEqual(out["created"], 1)
+        self.assertEqual(out["warnings"], 1)
+        self.assertIsNone(self.cli.scalar("SELECT birth_date FROM person WHERE licence_number = '7654321B'"))
+
+    def test_ambiguous_rows_set_aside(self):
+        db = sqlite3.connect(self.cli.db)
+        for _ in range(2):
+            db.execute("INSERT INTO person (last_name, first_name, birth_date, match_key, created_at, updated_at)"
+                       " VALUES ('Homonyme', 'Jean', '2010-01-01', 'homonyme|jean|2010-01-01', 'x', 'x')")
+        db.commit()
+        db.close()
+        data = ("Numéro licence;Nom;Prénom;Date de naissance;Millésime\r\n"
+                "en cours;HOMONYME;jean;01/01/2010;2026\r\n").encode("cp1252")
+        out = self.cli.json(self.write("ambiguous.csv", data))
+        self.assertEqual(out["set_aside"], 1)
+        self.assertEqual(out["created"], 0)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE last_name = 'Homonyme'"), 2)
+
+    def test_email_alone_never_matches(self):
+        email = self.cli.scalar("SELECT email FROM person WHERE email IS NOT NULL LIMIT 1")
+        data = ("Numéro licence;Nom;Prénom;Email;Millésime\r\n"
+                "7654321B;Autre;Personne;%s;2026\r\n" % email).encode("cp1252")
+        out = self.cli.json(self.write("email.csv", data))
+        self.assertEqual(out["created"], 1)
+
+
+class CrashTest(unittest.TestCase):
+    def test_kill_during_import_leaves_database_unchanged(self):
+        cli = CliImport()
+        cli.json(sample("ffe-2025.csv"))
+        before = db_fingerprint(cli.db)
+        big = os.path.join(cli.tmp, "big.csv")
+        generate(big, 60000, seed=7)
+        env = dict(os.environ, LICOL_HOME=SOURCE_DIR)
+        proc = subprocess.Popen([LICOL_BIN, "import", "--db", cli.db, big], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        # Wait until the run is writing, then kill it.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if os.path.exists(cli.db + "-wal") and os.path.getsize(cli.db + "-wal") > 2_000_000:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.assertEqual(db_fingerprint(cli.db), before)
+        db = sqlite3.connect(cli.db)
+        self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        db.close()
+        # The next command marks the interrupted run as failed.
+        out = cli.json(sample("ffe-2026.csv"))
+        states = cli.query("SELECT state FROM import_run ORDER BY id")
+        self.assertEqual([s for (s,) in states], ["done", "failed", "done"])
+        self.assertGreater(out["updated"], 0)
+
+
+def manager_session(server):
+    session = Session(server)
+    session.login("gerant@test.invalid", server.admin_password)
+    status, _ = session.json("POST", "/api/v1/account/password",
+                             {"current_password": server.admin_password, "new_password": PASSWORD})
+    assert status == 204, status
+    return session
+
+
+class HttpImportTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = LicolServer().start()
+        cls.manager = manager_session(cls.server)
+        cls.server.add_user("client@test.invalid", "client", PASSWORD, "Client", "Jean")
+        cls.server.add_user("compta@test.invalid", "comptable", PASSWORD, "Compta", "Anne")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+
+    def upload(self, session, path, **options):
+        query = "&".join("%s=%s" % (k, v) for k, v in dict(options, filename=os.path.basename(path)).items())
+        with open(path, "rb") as f:
+            data = f.read()
+        status, headers, body = session.call("POST", "/api/v1/imports?" + query, raw_body=data,
+                                             headers={"Content-Type": "text/csv"})
+        return status, json.loads(body)
+
+    def wait(self, session, run_id, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, run = session.json("GET", "/api/v1/imports/%d" % run_id)
+            self.assertEqual(status, 200)
+            if run["state"] in ("done", "failed", "undone"):
+                return run
+            time.sleep(0.05)
+        self.fail("import %d did not finish" % run_id)
+
+    def test_preview_confirm_report_undo(self):
+        status, body = self.upload(self.manager, sample("ffe-2025.csv"), dry_run=1)
+        self.assertEqual(status, 202, body)
+        preview = self.wait(self.manager, body["run"]["id"])
+        self.assertEqual(preview["state"], "done")
+        self.assertTrue(preview["dry_run"])
+        self.assertTrue(preview["confirmable"])
+        self.assertEqual(preview["counts"]["rows"], 300)
+        self.assertGreater(len(preview["sample_changes"]), 0)
+        change = preview["sample_changes"][0]
+        self.assertEqual(change["action"], "create")
+        self.assertIn("label", change["changes"][0])
+        db = sqlite3.connect(self.server.db)
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM person WHERE licence_number IS NOT NULL").fetchone()[0], 0)
+
+        status, body = self.manager.json("POST", "/api/v1/imports/%d/confirm" % preview["id"])
+        self.assertEqual(status, 202, body)
+        real = self.wait(self.manager, body["run"]["id"])
+        self.assertEqual(real["state"], "done")
+        self.assertEqual(real["counts"], preview["counts"])
+        self.assertEqual(real["preview_of"], preview["id"])
+        self.assertTrue(real["undoable"])
+        self.assertEqual(real["by"]["id"], 1)
+        self.assertGreater(db.execute("SELECT COUNT(*) FROM person WHERE licence_number IS NOT NULL").fetchone()[0], 280)
+        # The preview's file is consumed: a second confirmation is refused.
+        status, body = self.manager.json("POST", "/api/v1/imports/%d/confirm" % preview["id"])
+        self.assertEqual(status, 409)
+
+        status, history = self.manager.json("GET", "/api/v1/imports")
+        self.assertEqual(status, 200)
+        self.assertEqual([r["id"] for r in history["items"][:2]], [real["id"], preview["id"]])
+
+        status, body = self.manager.json("POST", "/api/v1/imports/%d/undo" % real["id"])
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["run"]["state"], "undone")
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM person WHERE licence_number IS NOT NULL").fetchone()[0], 0)
+        db.close()
+
+    def test_rejected_rows_download(self):
+        data = ("Numéro licence;Nom;Prénom;Millésime\r\n"
+                "7654321B;Bon;Jean;2026\r\n"
+                "=1+1;Court\r\n"
+                "@SUM(A1);;;2026\r\n").encode("cp1252")
+        path = os.path.join(self.server.tmp, "rejets.csv")
+        with open(path, "wb") as f:
+            f.write(data)
+        status, body = self.upload(self.manager, path)
+        run = self.wait(self.manager, body["run"]["id"])
+        self.assertEqual(run["counts"]["rejected"], 2)
+        status, headers, csv_bytes = self.manager.call("GET", "/api/v1/imports/%d/rejected.csv" % run["id"])
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/csv"))
+        self.assertIn("attachment", headers["content-disposition"])
+        text = csv_bytes.decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+        self.assertEqual(rows[0][-1], "Motif du rejet")
+        self.assertEqual(rows[0][:4], ["Numéro licence", "Nom", "Prénom", "Millésime"])
+        # No cell starts with a formula character.
+        for row in rows[1:]:
+            for cell in row:
+                self.assertFalse(cell[:1] in ("=", "+", "-", "@"), cell)
+        self.assertEqual(rows[1][0], "'=1+1")
+        self.assertIn("colonnes", rows[1][-1])
+        # The file can be fixed and imported again: the apostrophe is removed.
+        fixed = os.path.join(self.server.tmp, "corrige.csv")
+        with open(fixed, "w", encoding="utf-8-sig") as f:
+            f.write(text.replace("'=1+1;Court", "7654329Z;Court;Paul;2026"))
+        status, body = self.upload(self.manager, fixed)
+        run = self.wait(self.manager, body["run"]["id"])
+        self.assertEqual(run["state"], "done", run)
+
+    def test_permissions(self):
+        client = Session(self.server)
+        client.login("client@test.invalid", PASSWORD)
+        status, body = self.upload(client, sample("ffe-2025.csv"), dry_run=1)
+        self.assertEqual(status, 403)
+        self.assertEqual(body["error"]["code"], "forbidden")
+        status, _ = client.json("GET", "/api/v1/imports")
+        self.assertEqual(status, 403)
+        compta = Session(self.server)
+        compta.login("compta@test.invalid", PASSWORD)
+        status, _ = compta.json("GET", "/api/v1/imports")
+        self.assertEqual(status, 403)
+        anonymous = Session(self.server)
+        status, _ = anonymous.json("GET", "/api/v1/imports")
+        self.assertEqual(status, 401)
+
+    def test_bad_file_over_http(self):
+        path = os.path.join(self.server.tmp, "vide.csv")
+        with open(path, "wb") as f:
+            f.write(b"foo;bar\r\n1;2\r\n")
+        status, body = self.upload(self.manager, path)
+        self.assertEqual(status, 202)
+        run = self.wait(self.manager, body["run"]["id"])
+        self.assertEqual(run["state"], "failed")
+        self.assertIn("Colonnes non reconnues", run["error"])
+
+    def test_empty_upload(self):
+        status, _, body = self.manager.call("POST", "/api/v1/imports?filename=x.csv", raw_body=b"")
+        self.assertEqual(status, 400)
+        self.assertIn("Aucun fichier", json.loads(body)["error"]["message"])
+
+
+class ServerBusyTest(unittest.TestCase):
+    def test_server_answers_during_large_import_and_refuses_overlap(self):
+        server = LicolServer({"max_upload": "200M"}).start()
+        try:
+            manager = manager_session(server)
+            big = os.path.join(server.tmp, "big.csv")
+            generate(big, 40000, seed=3)
+            with open(big, "rb") as f:
+                data = f.read()
+            status, _, body = manager.call("POST", "/api/v1/imports?filename=big.csv", raw_body=data)
+            self.assertEqual(status, 202, body)
+            run_id = json.loads(body)["run"]["id"]
+            # Meanwhile the server answers, and a second import is refused.
+            latencies = []
+            saw_running = False
+            status2, _, body2 = manager.call("POST", "/api/v1/imports?filename=x.csv", raw_body=data[:2000])
+            if status2 == 409:
+                self.assertIn("déjà en cours", json.loads(body2)["error"]["message"])
+            for _ in range(200):
+                start = time.time()
+                status, _, _ = server.request("GET", "/healthz")
+                latencies.append(time.time() - start)
+                self.assertEqual(status, 200)
+                _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+                if run["state"] == "running":
+                    saw_running = True
+                    self.assertIn("percent", run["progress"])
+                if run["state"] in ("done", "failed"):
+                    break
+                time.sleep(0.02)
+            self.assertTrue(saw_running)
+            self.assertLess(max(latencies), 1.0)
+            while run["state"] not in ("done", "failed"):
+                time.sleep(0.1)
+                _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+            self.assertEqual(run["state"], "done", run.get("error"))
+            self.assertEqual(run["counts"]["rows"], 40000)
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
