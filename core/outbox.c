@@ -109,7 +109,7 @@ int outbox_queue(struct db *db, const struct outbox_config *cfg, const struct ou
     sqlite3_reset(stmt);
     if (id)
         *id = sqlite3_last_insert_rowid(db_handle(db));
-    log_info("outbox", "queued mail %lld (%s)", (long long)sqlite3_last_insert_rowid(db_handle(db)),
+    log_debug("outbox", "queued mail %lld (%s)", (long long)sqlite3_last_insert_rowid(db_handle(db)),
              mail->kind);
     rc = 0;
 

@@ -16,7 +16,7 @@ CREATE TABLE outbox (
     recipient       TEXT NOT NULL,          -- envelope recipient (RCPT TO)
     subject         TEXT NOT NULL,          -- as written, for the staff listing
     message_id      TEXT NOT NULL,          -- the Message-ID header, with brackets
-    message         TEXT NOT NULL,          -- the complete RFC 5322 message
+    message         TEXT NOT NULL,          -- the complete RFC 5322 message, links and their tokens included
     person_id       INTEGER REFERENCES person (id) ON DELETE SET NULL,
     import_run_id   INTEGER,                -- import that caused the mail, if any
     attempts        INTEGER NOT NULL DEFAULT 0,

@@ -430,6 +430,24 @@ static void auth_credentials_used(void **state)
     free(error);
 }
 
+static void tls_required_rejects_plain_server(void **state)
+{
+    struct fixture *f = *state;
+    int64_t id;
+    char *error;
+
+    assert_int_equal(smtp_sink_run(&f->sink, NULL), 0);
+    f->cfg.tls = OUTBOX_TLS_REQUIRED;
+    f->cfg.max_attempts = 1;
+    id = queue_simple(f, "rider@example.test");
+    assert_true(run_sender(f, nothing_pending, NULL, 10000, NULL));
+    assert_string_equal(mail_state(f, id), "failed");
+    error = mail_column(f, id, "SELECT last_error FROM outbox WHERE id = ?1");
+    assert_non_null(strstr(error, "STARTTLS"));
+    free(error);
+    assert_int_equal(smtp_sink_count(&f->sink), 0);
+}
+
 static void rate_limit_spaces_mails(void **state)
 {
     struct fixture *f = *state;
@@ -662,6 +680,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rejected_recipient_fails_then_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(temporary_failure_retried_then_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(auth_credentials_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(tls_required_rejects_plain_server, setup, teardown),
         cmocka_unit_test_setup_teardown(rate_limit_spaces_mails, setup, teardown),
         cmocka_unit_test_setup_teardown(recover_requeues_sending, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_requeues_mail_in_flight, setup, teardown),
