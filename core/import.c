@@ -124,6 +124,7 @@ struct job {
     int row_ref;
     size_t row_len;
     int script_errors;
+    int row_hook; /* a plugin handles import_row_mapped */
 
     enum merge_rule rules[COL_COUNT];
     enum merge_rule default_rule;
@@ -917,71 +918,59 @@ static int link_guardian(struct job *job, int64_t child_id, const struct guardia
     return changed;
 }
 
-/* Merges the plugin fields of the record (record.fields) into person_field.
- * Invalid values become warnings. Returns 1 when something changed. */
+/* Merges the plugin fields of the record (one key per field declared by a
+ * plugin) into person_field. Invalid values become warnings. Returns 1
+ * when something changed, -1 on a database error. */
 static int merge_plugin_fields(struct job *job, int rec, int64_t id, int is_new, json_t *changes)
 {
-    lua_State *L = job->L;
     int changed = 0;
 
-    lua_getfield(L, rec, "fields");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, -2) != 0) {
-        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-        const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        const struct field_def *def = key ? fields_find(job->catalogue, key) : NULL;
-        char *err = NULL;
+    for (size_t i = job->catalogue->core_count; i < job->catalogue->count; i++) {
+        const struct field_def *def = &job->catalogue->fields[i];
+        const char *value = get_string(job->L, rec, def->key);
+        sqlite3_stmt *stmt;
+        char *err = NULL, *old = NULL;
         char audit_field[FIELDS_MAX_KEY + 8];
+        int rc = SQLITE_OK;
 
-        if (!def || !def->plugin || is_empty(value)) {
-            lua_pop(L, 1);
+        if (is_empty(value))
             continue;
-        }
-        if (fields_validate(job->catalogue, key, value, job->state, &err) < 0) {
+        if (fields_validate(job->catalogue, def->key, value, job->state, &err) < 0) {
             job->counts.warnings++;
-            add_issue(job, 'w', key, err ? err : "valeur invalide", id);
+            add_issue(job, 'w', def->key, err ? err : "valeur invalide", id);
             free(err);
-            lua_pop(L, 1);
             continue;
         }
-        {
-            sqlite3_stmt *stmt = db_stmt(job->db, "SELECT value FROM person_field"
-                                                  " WHERE person_id = ?1 AND key = ?2");
-            char *old = NULL;
-            if (!stmt)
-                break;
-            sqlite3_bind_int64(stmt, 1, id);
-            sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
-            if (sqlite3_step(stmt) == SQLITE_ROW)
-                old = strdup((const char *)sqlite3_column_text(stmt, 0));
-            sqlite3_reset(stmt);
-            if (should_take(plugin_rule(job, key), old, value, job->options->replace,
-                            1)) {
-                stmt = db_stmt(job->db, "INSERT INTO person_field (person_id, key, value)"
-                                        " VALUES (?1, ?2, ?3) ON CONFLICT (person_id, key)"
-                                        " DO UPDATE SET value = excluded.value");
-                if (stmt) {
-                    sqlite3_bind_int64(stmt, 1, id);
-                    sqlite3_bind_text(stmt, 2, key, -1, SQLITE_STATIC);
-                    sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
-                    sqlite3_step(stmt);
-                    sqlite3_reset(stmt);
-                }
-                snprintf(audit_field, sizeof(audit_field), "field:%s", key);
-                if (!is_new)
-                    audit(job, id, "update", audit_field, old, value);
-                sample_change(changes, key, def->label, old, value);
-                changed = 1;
+        stmt = db_stmt(job->db, "SELECT value FROM person_field WHERE person_id = ?1 AND key = ?2");
+        if (!stmt)
+            return -1;
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_text(stmt, 2, def->key, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            old = strdup((const char *)sqlite3_column_text(stmt, 0));
+        sqlite3_reset(stmt);
+        if (should_take(plugin_rule(job, def->key), old, value, job->options->replace, 1)) {
+            stmt = db_stmt(job->db, "INSERT INTO person_field (person_id, key, value)"
+                                    " VALUES (?1, ?2, ?3) ON CONFLICT (person_id, key)"
+                                    " DO UPDATE SET value = excluded.value");
+            rc = SQLITE_ERROR;
+            if (stmt) {
+                sqlite3_bind_int64(stmt, 1, id);
+                sqlite3_bind_text(stmt, 2, def->key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(stmt, 3, value, -1, SQLITE_STATIC);
+                rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+                sqlite3_reset(stmt);
             }
-            free(old);
+            snprintf(audit_field, sizeof(audit_field), "field:%s", def->key);
+            if (rc == SQLITE_OK && !is_new)
+                rc = audit(job, id, "update", audit_field, old, value);
+            sample_change(changes, def->key, def->label, old, value);
+            changed = 1;
         }
-        lua_pop(L, 1);
+        free(old);
+        if (rc != SQLITE_OK)
+            return -1;
     }
-    lua_pop(L, 1);
     return changed;
 }
 
@@ -1090,7 +1079,8 @@ static int process_record(struct job *job, int rec)
         }
         if (upsert_licence(job, id, &in.licence, 0) < 0 || add_contact(job, id, in.email2) < 0)
             goto db_error;
-        merge_plugin_fields(job, rec, id, 1, changes);
+        if (merge_plugin_fields(job, rec, id, 1, changes) < 0)
+            goto db_error;
         if (in.has_guardian && link_guardian(job, id, &in.guardian) < 0)
             goto db_error;
         job->counts.created++;
@@ -1172,7 +1162,10 @@ static int process_record(struct job *job, int rec)
     if (rc < 0)
         goto db_error;
     changed |= rc;
-    changed |= merge_plugin_fields(job, rec, id, 0, changes);
+    rc = merge_plugin_fields(job, rec, id, 0, changes);
+    if (rc < 0)
+        goto db_error;
+    changed |= rc;
     if (in.has_guardian) {
         rc = link_guardian(job, id, &in.guardian);
         if (rc < 0)
@@ -1332,6 +1325,27 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         reject_row(job, reason);
         lua_settop(L, top);
         return 0;
+    }
+
+    if (job->row_hook) {
+        /* Plugins may rewrite the mapped record (import_row_mapped). */
+        json_t *record = script_to_json(job->state, -2);
+        json_t *result = NULL;
+        lua_settop(L, top);
+        if (!record) {
+            reject_row(job, "la ligne ne peut pas être transmise aux plugins");
+            return 0;
+        }
+        script_run_hook(job->state, SCRIPT_HOOK_IMPORT_ROW_MAPPED, record, &result);
+        json_decref(record);
+        script_push_json(job->state, result);
+        lua_pushnil(L);
+        json_decref(result);
+        if (!lua_istable(L, -2)) {
+            reject_row(job, "un plugin a refusé la ligne");
+            lua_settop(L, top);
+            return 0;
+        }
     }
 
     if (run_savepoint(job, "SAVEPOINT import_row") != SQLITE_OK) {
@@ -1515,6 +1529,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     job.userdata = userdata;
     job.cols_ref = job.row_ref = job.policy_ref = LUA_NOREF;
     job.samples = json_array();
+    job.row_hook = script_has_hook(state, SCRIPT_HOOK_IMPORT_ROW_MAPPED);
     db_now(job.now, sizeof(job.now));
     clock_gettime(CLOCK_MONOTONIC, &start);
 
@@ -1573,6 +1588,20 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
         job.fatal = NULL;
         job_free(&job);
         return -1;
+    }
+    if (!options->dry_run && script_has_hook(state, SCRIPT_HOOK_IMPORT_FINISHED)) {
+        json_t *payload = json_pack("{s:I,s:s,s:s,s:{s:i,s:i,s:i,s:i,s:i,s:i}}", "run_id",
+                                    (json_int_t)run_id, "format", job.format_name, "filename",
+                                    options->filename, "counts", "rows", (int)job.counts.rows,
+                                    "created", (int)job.counts.created, "updated",
+                                    (int)job.counts.updated, "unchanged",
+                                    (int)job.counts.unchanged, "set_aside",
+                                    (int)job.counts.set_aside, "rejected",
+                                    (int)job.counts.rejected);
+        json_t *result = NULL;
+        script_run_hook(state, SCRIPT_HOOK_IMPORT_FINISHED, payload, &result);
+        json_decref(payload);
+        json_decref(result);
     }
     log_info("import",
              "run %lld done in %ld ms: %ld rows, %ld created, %ld updated, %ld unchanged, "

@@ -231,6 +231,10 @@ int script_can(struct script_state *state, const struct script_subject *subject,
 int script_run_hook(struct script_state *state, enum script_hook event, json_t *payload,
                     json_t **result);
 
+/* Returns 1 when at least one plugin handles event, so callers can skip
+ * building the payload. */
+int script_has_hook(struct script_state *state, enum script_hook event);
+
 /* Finds the route of plugin for method and path (the part after
  * /api/v1/plugins/<plugin>, starting with '/'). Segments written ":name" in
  * the declaration match any segment. Returns the route index or -1. */

@@ -535,6 +535,15 @@ int script_field_validate(struct script_state *st, const struct field_def *field
 
 /* ---- Hooks ------------------------------------------------------------------------ */
 
+int script_has_hook(struct script_state *st, enum script_hook event)
+{
+    for (size_t p = 0; p < st->version->plugin_count; p++) {
+        if (st->hook_refs[p * SCRIPT_HOOK_COUNT + (size_t)event] != LUA_NOREF)
+            return 1;
+    }
+    return 0;
+}
+
 int script_run_hook(struct script_state *st, enum script_hook event, json_t *payload,
                     json_t **result)
 {

@@ -67,7 +67,7 @@ function format.selftest()
   local score, cols = format.detect({ "Nom", "Prénom", "Expiration licence" })
   assert(score > 0, "détection du format Céléris")
   local r = format.map({ "schmitt", "Clara", "2026" }, cols)
-  assert(r.last_name == "Schmitt", "lecture d'une ligne Céléris")
+  assert(r.last_name == "Schmitt", "lecture d'une ligne Céléris : nom « " .. tostring(r.last_name) .. " »")
 end
 
 return format

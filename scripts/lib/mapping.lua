@@ -50,7 +50,7 @@ function M.resolve(columns, required, headers)
   -- Champs ajoutés par les plugins : leurs "csv_aliases".
   local plugin_cols = {}
   for _, f in ipairs(licol.fields) do
-    if f.plugin then
+    if type(f.plugin) == "string" then
       for _, alias in ipairs(f.csv_aliases or {}) do
         local i = by_key[M.header_key(alias)]
         if i then
@@ -123,7 +123,7 @@ end
 -- Nettoie les champs communs à tous les formats et rend l'enregistrement
 -- d'une personne. Les clés de cols sont celles de M.person_columns.
 function M.person(row, cols)
-  local record = { warnings = {}, fields = {} }
+  local record = { warnings = {} }
   local value, status, second
 
   value = norm.name(raw(row, cols, "last_name"))
@@ -218,10 +218,10 @@ function M.person(row, cols)
     record.guardian = guardian
   end
 
-  -- Champs des plugins (par exemple la taille et le poids).
+  -- Champs des plugins (par exemple la taille et le poids), sous leur clé.
   for key, i in pairs(cols._plugin or {}) do
     value, status = norm.text(row[i] or "")
-    if status == "ok" then record.fields[key] = value end
+    if status == "ok" then record[key] = value end
   end
 
   return record

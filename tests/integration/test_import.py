@@ -362,6 +362,36 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(out["created"], 1)
 
 
+class PluginFieldsTest(unittest.TestCase):
+    def test_gabarit_columns_imported_and_validated(self):
+        cli = CliImport()
+        path = os.path.join(cli.tmp, "gabarit.csv")
+        with open(path, "wb") as f:
+            f.write(("Numéro licence;Nom;Prénom;Millésime;Taille;Poids\r\n"
+                     "1234567A;Dupont;Jean;2026;1,55;45 kg\r\n"
+                     "1234568B;Durand;Paul;2026;9m99;abc\r\n").encode("cp1252"))
+        out = cli.json(path)
+        self.assertEqual(out["created"], 2)
+        fields = dict(((p, k), v) for p, k, v in cli.query("SELECT person_id, key, value FROM person_field"))
+        jean = cli.scalar("SELECT id FROM person WHERE licence_number = '1234567A'")
+        paul = cli.scalar("SELECT id FROM person WHERE licence_number = '1234568B'")
+        # The plugin's import_row_mapped hook converts metres to centimetres.
+        self.assertEqual(fields[(jean, "taille_cm")], "155")
+        self.assertEqual(fields[(jean, "poids_kg")], "45")
+        self.assertNotIn((paul, "taille_cm"), fields)
+        messages = [m for (m,) in cli.query("SELECT message FROM import_row_issue WHERE kind = 'warning'")]
+        self.assertTrue(any("Taille" in m for m in messages), messages)
+        self.assertTrue(any("Poids" in m and "abc" in m for m in messages), messages)
+        # A re-import with a new value only fills; with --replace it replaces.
+        with open(path, "wb") as f:
+            f.write(("Numéro licence;Nom;Prénom;Millésime;Taille\r\n"
+                     "1234567A;Dupont;Jean;2026;160\r\n").encode("cp1252"))
+        cli.json(path)
+        self.assertEqual(cli.scalar("SELECT value FROM person_field WHERE person_id = ? AND key = 'taille_cm'", jean), "155")
+        cli.json("--replace", path)
+        self.assertEqual(cli.scalar("SELECT value FROM person_field WHERE person_id = ? AND key = 'taille_cm'", jean), "160")
+
+
 class CrashTest(unittest.TestCase):
     def test_kill_during_import_leaves_database_unchanged(self):
         cli = CliImport()
