@@ -575,8 +575,10 @@ static void pump(struct outbox_sender *s)
             long due = claimed < 0 ? -1 : ms_until_next_due(s);
             long wait = s->cfg.poll_interval_ms;
 
+            /* The 10 ms floor keeps a row that is due but cannot be
+             * claimed (a clock step, say) from turning this into a busy loop. */
             if (due >= 0 && due < wait)
-                wait = due;
+                wait = due < 10 ? 10 : due;
             arm_timer(s, wait);
             return;
         }
@@ -613,6 +615,11 @@ static int check_config(const struct outbox_config *cfg, char **err)
         cfg->backoff_max_seconds < cfg->backoff_base_seconds) {
         *err = strdup("Réglages d'envoi invalides : mail_rate_per_second doit être positif ou "
                       "nul et mail_max_attempts au moins 1.");
+        return -1;
+    }
+    if (cfg->poll_interval_ms < 1 || cfg->connect_timeout_ms < 0 || cfg->send_timeout_ms < 0) {
+        *err = strdup("Réglages d'envoi invalides : l'intervalle de relecture de la file doit "
+                      "être d'au moins 1 ms et les délais d'attente positifs ou nuls.");
         return -1;
     }
     if (cfg->connections < 1 || cfg->connections > MAX_CONNECTIONS) {
