@@ -99,4 +99,23 @@ void api_import_register_routes(struct app *app);
 /* Returns 1 while an import runs in the thread pool. */
 int api_import_busy(void);
 
+struct import_options;
+
+/* Starts an import of the file at path in the thread pool, as an upload
+ * does; the run owns the file from then on (a real run deletes it when
+ * done). Returns 0 with *run_id, or -1 with *err (French, caller frees),
+ * for example while another import runs. */
+int api_import_start(struct app *app, const char *path, const struct import_options *options,
+                     int64_t confirms, int64_t *run_id, char **err);
+
+/* Called on the loop thread when a run started by api_import_start (or an
+ * upload) ends. The mail and automatic-update subsystems listen. */
+typedef void (*api_import_finished_fn)(struct app *app, int64_t run_id, int dry_run, int failed,
+                                       void *arg);
+
+#define API_IMPORT_MAX_LISTENERS 4
+
+/* Adds a listener. Returns 0, or -1 when API_IMPORT_MAX_LISTENERS are set. */
+int api_import_add_listener(api_import_finished_fn cb, void *arg);
+
 #endif

@@ -24,6 +24,11 @@
 struct import_manager {
     struct app *app;
     struct import_work *current;
+    struct {
+        api_import_finished_fn cb;
+        void *arg;
+    } listeners[API_IMPORT_MAX_LISTENERS];
+    int listener_count;
 };
 
 struct import_work {
@@ -107,22 +112,31 @@ static void work_done(uv_work_t *req, int status)
     if (w->manager->current == w)
         w->manager->current = NULL;
     api_data_changed();
+    for (int i = 0; i < manager.listener_count; i++)
+        manager.listeners[i].cb(app, w->run_id, w->options.dry_run, w->failed,
+                                manager.listeners[i].arg);
     free(w);
 }
 
-/* Starts a run on the file at path (which the run then owns). Responds
- * 202 with the run, or an error. */
-static void start_run(struct app *app, struct http_request *req, const char *path,
-                      const struct import_options *options, int64_t confirms)
+/* Starts a run on the file at path, which the run then owns (a real run
+ * deletes it when done; a preview keeps it for the confirmation). Returns
+ * 0 with *run_id set, or -1 with *err (French) and the file removed. */
+int api_import_start(struct app *app, const char *path, const struct import_options *options,
+                     int64_t confirms, int64_t *run_id, char **err)
 {
-    struct import_work *w = calloc(1, sizeof(*w));
-    char *err = NULL;
-    json_t *run;
+    struct import_work *w;
 
+    *err = NULL;
+    if (manager.current) {
+        *err = str_printf("Un import est déjà en cours (n° %lld).",
+                          (long long)manager.current->run_id);
+        return -1;
+    }
+    w = calloc(1, sizeof(*w));
     if (!w) {
         unlink(path);
-        http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
-        return;
+        *err = strdup("Mémoire insuffisante.");
+        return -1;
     }
     w->manager = &manager;
     w->options = *options;
@@ -134,13 +148,11 @@ static void start_run(struct app *app, struct http_request *req, const char *pat
     atomic_init(&w->progress.lines_total, 0);
     atomic_init(&w->progress.rows, 0);
 
-    w->run_id = import_run_create(app->db, path, options, &err);
+    w->run_id = import_run_create(app->db, path, options, err);
     if (w->run_id < 0) {
-        api_respond_errorf(req, 422, "import_failed", "%s", err);
-        free(err);
         unlink(path);
         free(w);
-        return;
+        return -1;
     }
     {
         sqlite3_stmt *stmt = db_stmt(app->db, "SELECT file_lines FROM import_run WHERE id = ?1");
@@ -159,10 +171,27 @@ static void start_run(struct app *app, struct http_request *req, const char *pat
         script_version_release(w->version);
         unlink(path);
         free(w);
-        http_respond_error(req, 500, "internal", "Impossible de lancer l'import.");
+        *err = strdup("Impossible de lancer l'import.");
+        return -1;
+    }
+    *run_id = w->run_id;
+    return 0;
+}
+
+/* Starts a run and responds 202 with it, or with the error. */
+static void start_run(struct app *app, struct http_request *req, const char *path,
+                      const struct import_options *options, int64_t confirms)
+{
+    int64_t run_id;
+    char *err = NULL;
+    json_t *run;
+
+    if (api_import_start(app, path, options, confirms, &run_id, &err) < 0) {
+        api_respond_errorf(req, manager.current ? 409 : 422, "import_failed", "%s", err);
+        free(err);
         return;
     }
-    run = import_run_to_json(app->db, w->run_id);
+    run = import_run_to_json(app->db, run_id);
     http_respond_json(req, 202, json_pack("{s:o}", "run", run ? run : json_null()));
 }
 
@@ -401,4 +430,14 @@ void api_import_register_routes(struct app *app)
 int api_import_busy(void)
 {
     return manager.current != NULL;
+}
+
+int api_import_add_listener(api_import_finished_fn cb, void *arg)
+{
+    if (manager.listener_count == API_IMPORT_MAX_LISTENERS)
+        return -1;
+    manager.listeners[manager.listener_count].cb = cb;
+    manager.listeners[manager.listener_count].arg = arg;
+    manager.listener_count++;
+    return 0;
 }
