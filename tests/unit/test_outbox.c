@@ -544,7 +544,9 @@ static void worker_keeps_caller_loop_free(void **state)
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    assert_true(gap.longest < 200 * 1000 * 1000ULL);
+    /* A blocked loop would show a gap near 1 s; 500 ms leaves room for a
+     * loaded machine. */
+    assert_true(gap.longest < 500 * 1000 * 1000ULL);
 
     outbox_worker_wake(worker);
     assert_int_equal(smtp_sink_wait(&f->sink, 1, 5000), 1);
