@@ -78,6 +78,7 @@ struct http_conn {
     http_handler_fn handler;
     void *handler_ctx;
     char remote_addr[64];
+    struct buf *sink; /* http_server_feed: output goes here, there is no socket */
 };
 
 struct write_req {
@@ -349,10 +350,18 @@ static void on_write_done(uv_write_t *w, int status)
 
 static void conn_write(struct http_conn *conn, char *data, size_t len, int close_after)
 {
-    struct write_req *wr = calloc(1, sizeof(*wr));
+    struct write_req *wr;
     uv_buf_t b = uv_buf_init(data, (unsigned)len);
     int rc;
 
+    if (conn->sink) {
+        buf_append(conn->sink, data, len);
+        free(data);
+        if (close_after)
+            conn_close(conn);
+        return;
+    }
+    wr = calloc(1, sizeof(*wr));
     if (!wr) {
         free(data);
         conn_close(conn);
@@ -936,20 +945,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     conn_process(conn, b->base, (size_t)nread);
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+static struct http_conn *conn_new(struct http_server *server)
 {
-    struct http_server *server = listener->data;
-    struct http_conn *conn;
-    struct sockaddr_storage addr;
-    int addr_len = sizeof(addr);
+    struct http_conn *conn = calloc(1, sizeof(*conn));
 
-    if (status < 0) {
-        log_error("http", "accept failed: %s", uv_strerror(status));
-        return;
-    }
-    conn = calloc(1, sizeof(*conn));
     if (!conn)
-        return;
+        return NULL;
     conn->server = server;
     conn->upload_fd = -1;
     conn->phase = PHASE_IDLE;
@@ -967,6 +968,47 @@ static void on_connection(uv_stream_t *listener, int status)
         server->conns->prev = conn;
     server->conns = conn;
     server->connections++;
+    llhttp_init(&conn->parser, HTTP_REQUEST, &parser_settings);
+    conn->parser.data = conn;
+    return conn;
+}
+
+void http_server_feed(struct http_server *server, const char *data, size_t len, size_t split,
+                      struct buf *out)
+{
+    struct http_conn *conn = conn_new(server);
+
+    if (!conn)
+        return;
+    conn->sink = out;
+    snprintf(conn->remote_addr, sizeof(conn->remote_addr), "fuzz");
+    if (split > len)
+        split = len;
+    conn_process(conn, data, split);
+    if (!conn->closing && conn->pending.len == 0 && conn->phase != PHASE_HANDLING)
+        conn_process(conn, data + split, len - split);
+    else if (!conn->closing)
+        buf_append(&conn->pending, data + split, len - split);
+    if (conn->phase != PHASE_HANDLING)
+        conn_close(conn);
+    else
+        conn->keep_alive = 0; /* close once the handler responds */
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *server = listener->data;
+    struct http_conn *conn;
+    struct sockaddr_storage addr;
+    int addr_len = sizeof(addr);
+
+    if (status < 0) {
+        log_error("http", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn = conn_new(server);
+    if (!conn)
+        return;
 
     if (uv_accept(listener, (uv_stream_t *)&conn->tcp) < 0) {
         conn_close(conn);
@@ -979,8 +1021,6 @@ static void on_connection(uv_stream_t *listener, int status)
             uv_ip6_name((struct sockaddr_in6 *)&addr, conn->remote_addr, sizeof(conn->remote_addr));
     }
     uv_tcp_nodelay(&conn->tcp, 1);
-    llhttp_init(&conn->parser, HTTP_REQUEST, &parser_settings);
-    conn->parser.data = conn;
 
     if (server->connections > server->limits.max_connections || server->stopping) {
         log_warn("http", "connection limit %u reached, rejecting %s",

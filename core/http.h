@@ -102,6 +102,14 @@ void http_server_stop(struct http_server *server, unsigned grace_ms,
                       void (*done)(void *arg), void *arg);
 void http_server_free(struct http_server *server);
 
+/* Runs data through a new connection that has no socket, as if a client had
+ * sent it (in two reads, split at split), and appends everything the server
+ * writes back to out. The connection is closed afterwards; run the loop
+ * until idle to finish handlers that respond later. For the fuzzer and
+ * tests only. */
+void http_server_feed(struct http_server *server, const char *data, size_t len, size_t split,
+                      struct buf *out);
+
 /* Number of connections open and of requests being handled. */
 unsigned http_server_connections(struct http_server *server);
 
