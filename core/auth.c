@@ -307,6 +307,43 @@ static int state_changing(const struct http_request *req)
            strcmp(req->method, "OPTIONS") != 0;
 }
 
+/* Sessions recently read from the database, so that a busy page does not
+ * query the session table on every request. An entry is used only while
+ * the data generation it was read at is current: every write through the
+ * API (logout, password change, role change) and every commit by another
+ * connection starts a new generation. */
+#define SESSION_CACHE_SLOTS 256
+
+struct session_cache_entry {
+    char digest[DIGEST_HEX_SIZE];
+    struct auth_user user;
+    time_t last_seen;
+    time_t expires;
+    uint64_t generation;
+};
+
+static struct session_cache_entry session_cache[SESSION_CACHE_SLOTS];
+
+/* The slot of a digest: its first two hex digits (256 slots). */
+static struct session_cache_entry *session_slot(const char *digest)
+{
+    char prefix[3] = {digest[0], digest[1], '\0'};
+
+    return &session_cache[strtoul(prefix, NULL, 16) % SESSION_CACHE_SLOTS];
+}
+
+static void delete_session(struct app *app, int64_t session_id)
+{
+    sqlite3_stmt *stmt = db_stmt(app->db, "DELETE FROM session WHERE id = ?1");
+
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, session_id);
+        sqlite3_step(stmt);
+        sqlite3_reset(stmt);
+    }
+    api_data_changed();
+}
+
 /* Loads the user of a session cookie, or NULL. Expired sessions are
  * deleted. */
 static struct auth_user *user_from_session(struct app *app, const char *cookie)
@@ -314,10 +351,21 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
     char digest[DIGEST_HEX_SIZE], now_text[32];
     sqlite3_stmt *stmt;
     struct auth_user *user = NULL;
+    struct session_cache_entry *slot;
     time_t now = time(NULL), last_seen, expires;
+    uint64_t generation = api_data_generation(app);
     int64_t session_id = 0;
 
     secret_digest(cookie, digest);
+    slot = session_slot(digest);
+    if (slot->generation == generation && strcmp(slot->digest, digest) == 0 &&
+        now - slot->last_seen < SESSION_TOUCH_SECONDS && now < slot->expires) {
+        user = malloc(sizeof(*user));
+        if (user != NULL)
+            *user = slot->user;
+        return user;
+    }
+
     stmt = db_stmt(app->db,
                    "SELECT s.id, s.person_id, s.csrf_token, s.last_seen_at, s.expires_at,"
                    " p.email, p.must_change_password,"
@@ -335,12 +383,7 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
     expires = parse_iso((const char *)sqlite3_column_text(stmt, 4));
     if (now - last_seen > SESSION_IDLE_SECONDS || now >= expires) {
         sqlite3_reset(stmt);
-        stmt = db_stmt(app->db, "DELETE FROM session WHERE id = ?1");
-        if (stmt != NULL) {
-            sqlite3_bind_int64(stmt, 1, session_id);
-            sqlite3_step(stmt);
-            sqlite3_reset(stmt);
-        }
+        delete_session(app, session_id);
         return NULL;
     }
 
@@ -367,6 +410,14 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
             sqlite3_step(stmt);
             sqlite3_reset(stmt);
         }
+        last_seen = now;
+    }
+    if (user != NULL) {
+        memcpy(slot->digest, digest, sizeof(digest));
+        slot->user = *user;
+        slot->last_seen = last_seen;
+        slot->expires = expires;
+        slot->generation = generation;
     }
     return user;
 }
@@ -674,17 +725,11 @@ static void handle_session_delete(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_authenticate(app, req);
-    sqlite3_stmt *stmt;
 
     if (user == NULL)
         return;
     if (user->session_id != 0) {
-        stmt = db_stmt(app->db, "DELETE FROM session WHERE id = ?1");
-        if (stmt != NULL) {
-            sqlite3_bind_int64(stmt, 1, user->session_id);
-            sqlite3_step(stmt);
-            sqlite3_reset(stmt);
-        }
+        delete_session(app, user->session_id);
         log_info("auth", "%s: logout of person %lld", req->id, (long long)user->person_id);
     }
     set_session_cookie(app, req, "", 0);
@@ -790,6 +835,7 @@ static int create_session(struct app *app, struct http_request *req, int64_t per
         sqlite3_step(stmt);
         sqlite3_reset(stmt);
     }
+    api_data_changed();
     stmt = db_stmt(app->db, "INSERT INTO session (token_hash, person_id, csrf_token, created_at,"
                             " last_seen_at, expires_at, ip, user_agent)"
                             " VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, substr(?7, 1, 200))");
@@ -923,6 +969,14 @@ static void handle_session_post(struct http_request *req, void *ctx)
     w->app = app;
     w->req = req;
     snprintf(w->email, sizeof(w->email), "%s", email);
+
+    /* Attempts older than the window no longer count. */
+    stmt = db_stmt(app->db, "DELETE FROM login_attempt WHERE at <= ?1");
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, since);
+        sqlite3_step(stmt);
+        sqlite3_reset(stmt);
+    }
 
     /* The attempt is counted before the check, so that parallel guesses
      * cannot all pass the limit; a success deletes it again. */
