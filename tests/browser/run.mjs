@@ -20,6 +20,7 @@ const ARTIFACTS = join(here, 'artifacts');
 const CHROMIUM = process.env.LICOL_CHROMIUM || '/usr/bin/chromium';
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
+const MAX_SHOT_HEIGHT = 2000;
 const NEW_PASSWORD = 'Selle-et-filet-2026';
 
 let chromium;
@@ -73,7 +74,13 @@ async function shot(name, viewport = DESKTOP, target = page) {
   await target.setViewportSize(viewport);
   await target.waitForTimeout(100);
   const suffix = viewport === PHONE ? 'telephone' : 'bureau';
-  await target.screenshot({ path: join(ARTIFACTS, `${name}-${suffix}.png`), fullPage: true });
+  // Long pages are cut so that the picture stays readable.
+  const height = await target.evaluate(() => document.documentElement.scrollHeight);
+  await target.screenshot({
+    path: join(ARTIFACTS, `${name}-${suffix}.png`),
+    fullPage: true,
+    clip: { x: 0, y: 0, width: viewport.width, height: Math.min(height, MAX_SHOT_HEIGHT) },
+  });
 }
 
 // Takes the desktop and the phone screenshot of the current page.
@@ -370,6 +377,8 @@ test('add family members', async () => {
   await page.fill('input[name="relationship"]', 'frère');
   await page.click('button:has-text("Ajouter à la famille")');
   await page.locator('.family-card', { hasText: 'Hugo DUPONT' }).waitFor();
+  assert(await page.isChecked('input[type="radio"][value="existant"]'), 'the form did not come back to its first mode');
+  assert(await page.isVisible('input[name="person_search"]'), 'the search is hidden after adding');
   await shots('fiche-famille');
 
   // Remove the brother's link through the confirmation dialog.

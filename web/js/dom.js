@@ -5,7 +5,7 @@
 // Creates an element. props: attributes, with "class", "text" (text
 // content), "on<event>" (listener) and boolean attributes (true adds the
 // attribute, false or null leaves it out). children: nodes, strings,
-// numbers or nested arrays; null and undefined are skipped.
+// numbers or nested arrays; null, undefined, false and '' are skipped.
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
@@ -17,8 +17,9 @@ export function h(tag, props, ...children) {
     } else if (key === 'value' && 'value' in el) {
       el.value = value;
     } else if (key === 'checked' || key === 'selected' || key === 'disabled') {
-      el[key] = Boolean(value);
-      if (key === 'disabled') el.setAttribute('disabled', '');
+      // The attribute too, so that form.reset() comes back to this state.
+      el[key] = true;
+      el.setAttribute(key, '');
     } else {
       el.setAttribute(key, value === true ? '' : String(value));
     }
@@ -27,10 +28,11 @@ export function h(tag, props, ...children) {
   return el;
 }
 
-// Appends children (same forms as h()) to el and returns el.
+// Appends children (same forms as h()) to el and returns el. Empty
+// strings add no text node, so that CSS :empty matches empty cells.
 export function append(el, children) {
   for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
+    if (child === null || child === undefined || child === false || child === '') continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return el;
@@ -80,6 +82,15 @@ export function formatDateTime(iso) {
   if (!iso) return '';
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : dateTimeFormat.format(date);
+}
+
+// Formats a French number stored as E.164 (+33612345678) the way French
+// people write it (06 12 34 56 78); other numbers are returned unchanged.
+export function formatPhone(phone) {
+  if (!phone) return '';
+  const match = /^\+33(\d{9})$/.exec(phone);
+  if (!match) return phone;
+  return `0${match[1]}`.replace(/(\d{2})(?=\d)/g, '$1 ');
 }
 
 // Formats a byte count in French units (Ko, Mo).

@@ -3,7 +3,7 @@
 // conversions between the API's text values and the controls.
 
 import { api } from './api.js';
-import { h } from './dom.js';
+import { h, formatDate, formatPhone } from './dom.js';
 import { formField } from './ui.js';
 
 // Core fields in their sections; plugin fields go to a section per plugin.
@@ -50,6 +50,24 @@ export function fieldLabel(catalogue, key) {
   return key;
 }
 
+// A stored value as staff read it: dates as dd/mm/yyyy, French phone
+// numbers spaced, Galop codes as their label, booleans as oui/non.
+// Needs loadCatalogue() to have run; unknown keys are shown as stored.
+export function displayValue(key, value) {
+  if (value === null || value === undefined || value === '') return '';
+  const field = (catalogueCache || []).find((f) => f.key === key);
+  const type = field ? field.type : null;
+  if (key === 'galop') {
+    const galop = (galopsCache || []).find((g) => g.code === value);
+    return galop ? galop.label : String(value);
+  }
+  if (key === 'sex') return SEX_LABELS[value] || String(value);
+  if (type === 'date') return formatDate(String(value));
+  if (type === 'phone') return formatPhone(String(value));
+  if (type === 'boolean') return ['1', 'true', 'oui', true].includes(value) ? 'oui' : 'non';
+  return String(value);
+}
+
 // Groups fields into [title, fields] sections in catalogue order: by the
 // catalogue's "group" when it has one, else by the core sections above,
 // else one section per plugin.
@@ -61,9 +79,10 @@ export function groupFields(fields) {
   };
   for (const field of fields) {
     const core = CORE_GROUPS.find(([, keys]) => keys.includes(field.key));
-    if (field.group) add(field.group, field);
+    if (field.group && field.plugin && field.group === field.plugin) add(`Informations du plugin « ${field.plugin} »`, field);
+    else if (field.group) add(field.group, field);
     else if (core) add(core[0], field);
-    else add(field.plugin ? `Champs du club (${field.plugin})` : 'Autres informations', field);
+    else add(field.plugin ? `Informations du plugin « ${field.plugin} »` : 'Autres informations', field);
   }
   return [...sections.entries()];
 }
@@ -112,7 +131,10 @@ export function buildField(field, value, options) {
     }
     if (field.length) spec.maxlength = field.length;
     if (field.type === 'email') spec.autocomplete = 'off';
-    if (field.type === 'phone') spec.inputmode = 'tel';
+    if (field.type === 'phone') {
+      spec.inputmode = 'tel';
+      spec.value = formatPhone(spec.value);
+    }
   }
   if (field.key === 'licence_number') spec.help = 'Sept chiffres suivis d’une lettre majuscule, par exemple 1234567A.';
   if (field.key === 'email') spec.help = 'Une même adresse peut être partagée par plusieurs membres d’une famille.';

@@ -6,6 +6,7 @@
 import { api, apiUrl, ApiError, query } from '../api.js';
 import { h, replace, announce, formatDateTime, formatBytes, plural } from '../dom.js';
 import { formField, messageBox, showMessage, confirmDialog, withBusy } from '../ui.js';
+import { loadCatalogue, displayValue } from '../fields_form.js';
 
 const POLL_MS = 500;
 
@@ -58,10 +59,10 @@ function countsGrid(run) {
 
 function changeItem(sample, change) {
   const hasOld = sample.action !== 'create' && change.old !== null && change.old !== undefined && change.old !== '';
-  const newText = change.new === null || change.new === undefined || change.new === '' ? '(vide)' : String(change.new);
+  const newText = displayValue(change.field, change.new) || '(vide)';
   return h('li', {},
     h('span', { class: 'changes__field' }, `${change.label || change.field} : `),
-    hasOld ? [h('del', {}, String(change.old)), h('span', { 'aria-hidden': 'true' }, ' → '), h('span', { class: 'visually-hidden' }, ' devient ')] : null,
+    hasOld ? [h('del', {}, displayValue(change.field, change.old)), h('span', { 'aria-hidden': 'true' }, ' → '), h('span', { class: 'visually-hidden' }, ' devient ')] : null,
     h('ins', {}, newText));
 }
 
@@ -69,23 +70,41 @@ function sampleRow(run, sample) {
   const person = sample.person || {};
   // A preview's people do not exist yet (or keep their old values): no link.
   const name = person.id && !run.dry_run ? h('a', { href: `/cavaliers/${person.id}` }, person.name) : (person.name || '');
+  const listClass = sample.action === 'create' ? 'changes changes--inline' : 'changes';
   return h('tr', {},
     h('td', { 'data-label': 'Ligne' }, String(sample.row ?? '')),
     h('th', { scope: 'row', 'data-label': 'Personne' }, name),
     h('td', { 'data-label': 'Action' }, sample.action === 'create' ? 'Création' : 'Mise à jour'),
     h('td', { 'data-label': 'Changements' },
-      h('ul', { class: 'changes' }, (sample.changes || []).map((change) => changeItem(sample, change)))));
+      h('ul', { class: listClass }, (sample.changes || []).map((change) => changeItem(sample, change)))));
 }
 
+const SAMPLES_SHOWN = 10;
+
+// Sample changes, updates first because they alter known people; the
+// first SAMPLES_SHOWN are shown and a button reveals the rest.
 function sampleChangesTable(run) {
-  const samples = run.sample_changes || [];
+  const samples = (run.sample_changes || []).slice()
+    .sort((a, b) => (a.action === b.action ? (a.row ?? 0) - (b.row ?? 0) : (a.action === 'update' ? -1 : 1)));
   if (!samples.length) return null;
+  const body = h('tbody', {}, samples.slice(0, SAMPLES_SHOWN).map((sample) => sampleRow(run, sample)));
   const table = h('table', { class: 'table table--cards' },
     h('thead', {}, h('tr', {}, ['Ligne', 'Personne', 'Action', 'Changements'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, samples.map((sample) => sampleRow(run, sample))));
+    body);
+  let more = null;
+  if (samples.length > SAMPLES_SHOWN) {
+    more = h('button', {
+      type: 'button', class: 'button button--secondary button--small',
+      onclick: () => {
+        body.append(...samples.slice(SAMPLES_SHOWN).map((sample) => sampleRow(run, sample)));
+        more.remove();
+      },
+    }, `Afficher les ${samples.length - SAMPLES_SHOWN} autres exemples`);
+  }
   return h('section', { class: 'report-section' },
     h('h3', {}, `Exemples de changements (${samples.length})`),
-    h('div', { class: 'table-holder' }, table));
+    h('div', { class: 'table-holder' }, table),
+    more ? h('div', { class: 'actions' }, more) : null);
 }
 
 function setAsideList(run) {
@@ -153,6 +172,7 @@ function pollRun(id, onUpdate, onError) {
 export async function importsPage(ctx) {
   const { app, main } = ctx;
   app.setTitle('Imports');
+  await loadCatalogue(); // for displayValue in the reports
   let stopPolling = null;
   const cleanup = () => {
     if (stopPolling) stopPolling();

@@ -3,7 +3,7 @@
 // client services Licol does not provide yet. Also the "new rider" form.
 
 import { api, ApiError } from '../api.js';
-import { h, replace, announce, formatDate, personName, ROLES, roleLabel, uniqueId } from '../dom.js';
+import { h, replace, announce, formatDate, formatPhone, personName, ROLES, roleLabel, uniqueId } from '../dom.js';
 import { messageBox, showMessage, showFieldErrors, clearFieldErrors, comingSoonPanel, withBusy } from '../ui.js';
 import { loadCatalogue, buildFieldsets, controlValue } from '../fields_form.js';
 import { familyPanel } from './rider_family.js';
@@ -93,11 +93,14 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
     const messages = h('div', { class: 'form-messages' });
     const { element, fields } = buildFieldsets(catalogue.fields.filter((f) => f.key in (rider.fields || {}) || editable.has(f.key)),
       rider.fields || {}, { isEditable: (key) => editable.has(key), galops: catalogue.galops });
+    // Values as the controls first showed them (phones are reformatted),
+    // so that only what the user changed is sent.
+    const initial = Object.fromEntries(Object.entries(fields).map(([key, field]) => [key, controlValue(field)]));
     const canSave = editable.size > 0;
     const submit = h('button', { type: 'submit', class: 'button' }, 'Enregistrer les modifications');
     const form = h('form', { class: 'form form--wide', novalidate: true, 'aria-label': 'Informations de la fiche' },
       messages, element,
-      canSave ? h('div', { class: 'actions actions--sticky' }, submit) : h('p', { class: 'muted' }, "Vous pouvez consulter cette fiche mais pas la modifier."));
+      canSave ? h('div', { class: 'actions' }, submit) : h('p', { class: 'muted' }, "Vous pouvez consulter cette fiche mais pas la modifier."));
 
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
@@ -106,9 +109,8 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
       const changes = {};
       for (const key of editable) {
         if (!fields[key]) continue;
-        const before = rider.fields[key] === null || rider.fields[key] === undefined ? '' : String(rider.fields[key]);
         const now = controlValue(fields[key]);
-        if (now !== before.trim()) changes[key] = now;
+        if (now !== initial[key]) changes[key] = now;
       }
       if (!Object.keys(changes).length) {
         showMessage(messages, 'info', 'Aucune modification à enregistrer.');
@@ -121,8 +123,12 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
           if (fresh.fields) Object.assign(rider.fields, fresh.fields);
           else Object.assign(rider.fields, changes);
           for (const [key, field] of Object.entries(fields)) {
-            if (key in rider.fields && field.control.tagName !== 'SELECT') field.control.value = rider.fields[key] ?? '';
+            if (!(key in rider.fields) || field.control.tagName === 'SELECT') continue;
+            const value = rider.fields[key] ?? '';
+            field.control.value = field.control.type === 'tel' ? formatPhone(value) : value;
+            initial[key] = controlValue(field);
           }
+          for (const key of Object.keys(changes)) initial[key] = controlValue(fields[key]);
           showMessage(messages, 'success', 'Modifications enregistrées.');
           announce('Modifications enregistrées.');
           onSaved(rider);

@@ -2,9 +2,9 @@
 // what to what, and through which import, newest first, one page at a time.
 
 import { api } from '../api.js';
-import { h, replace, append, formatDateTime } from '../dom.js';
+import { h, replace, append, formatDateTime, roleLabel } from '../dom.js';
 import { showMessage, withBusy } from '../ui.js';
-import { fieldLabel } from '../fields_form.js';
+import { fieldLabel, displayValue } from '../fields_form.js';
 
 const ACTION_LABELS = {
   create: 'Création',
@@ -19,9 +19,10 @@ const ACTION_LABELS = {
   password: 'Mot de passe',
 };
 
-function valueCell(value) {
+function valueCell(field, value) {
   if (value === null || value === undefined || value === '') return h('span', { class: 'muted' }, '(vide)');
-  return String(value);
+  if (field === 'role') return roleLabel(value);
+  return displayValue(field, value);
 }
 
 export async function historyPanel(ctx, rider, catalogue, panel) {
@@ -47,8 +48,8 @@ export async function historyPanel(ctx, rider, catalogue, panel) {
           item.import_run_id ? [' ', h('a', { href: `/imports/${item.import_run_id}` }, `(import n° ${item.import_run_id})`)] : null),
         h('td', { 'data-label': 'Action' }, ACTION_LABELS[item.action] || item.action),
         h('td', { 'data-label': 'Champ' }, item.field ? fieldLabel(catalogue, item.field) : ''),
-        h('td', { 'data-label': 'Avant' }, valueCell(item.old_value)),
-        h('td', { 'data-label': 'Après' }, valueCell(item.new_value)));
+        h('td', { 'data-label': 'Avant' }, valueCell(item.field, item.old_value)),
+        h('td', { 'data-label': 'Après' }, valueCell(item.field, item.new_value)));
     }));
     shown += items.length;
     const perPage = data.per_page || 50;

@@ -4,7 +4,7 @@
 // button keep them.
 
 import { api, query } from '../api.js';
-import { h, replace, announce, formatDate, plural, ROLES, roleLabel, uniqueId } from '../dom.js';
+import { h, replace, announce, formatDate, formatPhone, plural, ROLES, roleLabel, uniqueId } from '../dom.js';
 import { messageBox, showMessage } from '../ui.js';
 
 const STATUS_FILTERS = [...ROLES, ['tous', 'Tous']];
@@ -186,6 +186,9 @@ export async function ridersPage(ctx) {
         renderRows(items);
       },
     });
+    // Consent statuses exist only once the consent feature is installed;
+    // until then every item has null and the column is left out.
+    const showConsent = items.some((item) => item.consent_status);
     const sortKey = state.sort.replace(/^-/, '');
     const ariaSort = (key) => (sortKey === key ? (state.sort.startsWith('-') ? 'descending' : 'ascending') : null);
 
@@ -201,17 +204,17 @@ export async function ridersPage(ctx) {
           updateSelectionBar();
         },
       });
-      const contact = [item.email, item.mobile || item.phone].filter(Boolean);
+      const contact = [item.email, formatPhone(item.mobile || item.phone)].filter(Boolean);
       return h('tr', { 'data-id': item.id },
         h('td', { class: 'cell-select' }, box),
-        h('th', { scope: 'row', 'data-label': 'Nom' }, h('a', { href: `/cavaliers/${item.id}` }, name)),
+        h('th', { scope: 'row', 'data-label': 'Nom', class: 'cell-name' }, h('a', { href: `/cavaliers/${item.id}` }, name)),
         h('td', { 'data-label': 'Naissance' }, formatDate(item.birth_date) || h('span', { class: 'muted' }, 'inconnue')),
         h('td', { 'data-label': 'Licence' },
           item.licence_number ? h('span', { class: 'mono' }, item.licence_number) : null, ' ', licenceBadge(item)),
         h('td', { 'data-label': 'Galop' }, item.galop_label || item.galop || ''),
         h('td', { 'data-label': 'Contact' }, contact.map((text) => h('span', { class: 'contact-line' }, text))),
         h('td', { 'data-label': 'Statuts' }, (item.roles || []).map((role) => h('span', { class: 'badge badge--role' }, roleLabel(role)))),
-        h('td', { 'data-label': 'Consentement' }, consentBadge(item.consent_status) || h('span', { class: 'muted' }, '—')));
+        showConsent ? h('td', { 'data-label': 'Consentement' }, consentBadge(item.consent_status) || h('span', { class: 'muted' }, '—')) : null);
     });
 
     replace(tableHolder, h('table', { class: 'table table--cards' },
@@ -224,7 +227,7 @@ export async function ridersPage(ctx) {
         h('th', { scope: 'col', 'aria-sort': ariaSort('galop') }, 'Galop'),
         h('th', { scope: 'col' }, 'Contact'),
         h('th', { scope: 'col' }, 'Statuts'),
-        h('th', { scope: 'col' }, 'Consentement'))),
+        showConsent ? h('th', { scope: 'col' }, 'Consentement') : null)),
       h('tbody', {}, rows)));
   }
 
