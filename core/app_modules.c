@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "log.h"
 #include "migrate.h"
+#include "recovery.h"
 #include "script.h"
 
 #include <malloc.h>
@@ -55,6 +56,8 @@ int app_subsystems_start(struct app *app, char **err)
     mallopt(M_TRIM_THRESHOLD, APP_MALLOC_TRIM_THRESHOLD);
     if (scripts_start(app, err) < 0)
         return -1;
+    if (mail_service_start(app, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -62,12 +65,14 @@ void app_subsystems_reload(struct app *app)
 {
     if (app->scripts != NULL)
         script_engine_reload(app->scripts);
+    mail_service_reload(app);
 }
 
 void app_subsystems_stop(struct app *app)
 {
     if (app->scripts != NULL)
         script_engine_stop(app->scripts);
+    mail_service_stop(app);
 }
 
 void app_subsystems_free(struct app *app)
@@ -84,4 +89,5 @@ void app_register_routes(struct app *app)
     api_family_register_routes(app);
     api_misc_register_routes(app);
     api_import_register_routes(app);
+    api_mail_register_routes(app);
 }
