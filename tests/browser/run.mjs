@@ -84,9 +84,9 @@ async function shot(name, viewport = DESKTOP, target = page) {
 }
 
 // Takes the desktop and the phone screenshot of the current page.
-async function shots(name) {
-  await shot(name, PHONE);
-  await shot(name, DESKTOP);
+async function shots(name, target = page) {
+  await shot(name, PHONE, target);
+  await shot(name, DESKTOP, target);
 }
 
 async function goto(path) {
@@ -405,6 +405,7 @@ test('licences and history tabs', async () => {
   const text = await page.locator('[role="tabpanel"]:not([hidden]) table').textContent();
   assert(text.includes('Saumur'), 'the city change is not in the history');
   assert(text.includes('Lien familial ajouté'), 'the family link is not in the history');
+  assert(!(await page.isVisible('button:has-text("Afficher les modifications plus anciennes")')), 'a "more" button with one page of history');
   await shots('fiche-historique');
 });
 
@@ -491,6 +492,91 @@ test('import preview, confirm and undo', async () => {
   assertEqual(list.total, before, 'people after the undo');
   await page.locator('table tbody tr', { hasText: 'Annulé' }).first().waitFor();
   await shots('imports-historique');
+});
+
+// Opens a new browser context logged in as email. Returns its page.
+async function loginAs(email, password) {
+  const other = await browser.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
+  other.setDefaultTimeout(10000);
+  const otherPage = await other.newPage();
+  await otherPage.goto(`${server.baseUrl}/connexion`);
+  await otherPage.fill('input[name="email"]', email);
+  await otherPage.fill('input[name="password"]', password);
+  await otherPage.click('button[type="submit"]');
+  await otherPage.waitForURL((url) => url.pathname !== '/connexion');
+  await otherPage.waitForLoadState('networkidle');
+  return otherPage;
+}
+
+async function navLabels(target) {
+  return target.$$eval('#nav-principale a', (links) => links.map((a) => a.textContent.trim()));
+}
+
+test('employee sees staff pages but cannot grant manager', async () => {
+  server.addUser({ email: 'employe@test.invalid', role: 'employe', lastName: 'Roux', firstName: 'Camille', password: 'Licol-employe-2026' });
+  const staff = await loginAs('employe@test.invalid', 'Licol-employe-2026');
+  try {
+    assertEqual(new URL(staff.url()).pathname, '/cavaliers', 'first page of an employee');
+    assertEqual(JSON.stringify(await navLabels(staff)), JSON.stringify(['Cavaliers', 'Imports', 'État des scripts']), 'navigation');
+    await staff.goto(`${server.baseUrl}/cavaliers/${seeded.therese}`);
+    await staff.locator('h1', { hasText: 'Thérèse DUPONT' }).waitFor();
+    assert(await staff.isDisabled('input[name="roles"][value="gerant"]'), 'an employee may tick the manager status');
+    assert(await staff.isEnabled('input[name="roles"][value="employe"]'), 'an employee may not tick the employee status');
+  } finally {
+    await staff.context().close();
+  }
+});
+
+test('accountant reads sheets without editing', async () => {
+  server.addUser({ email: 'comptable@test.invalid', role: 'comptable', lastName: 'Blanc', firstName: 'Odile', password: 'Licol-comptable-2026' });
+  const accountant = await loginAs('comptable@test.invalid', 'Licol-comptable-2026');
+  try {
+    assertEqual(JSON.stringify(await navLabels(accountant)), JSON.stringify(['Cavaliers']), 'navigation');
+    assertEqual(await accountant.locator('a:has-text("Nouveau cavalier")').count(), 0, '"Nouveau cavalier" buttons');
+    await accountant.goto(`${server.baseUrl}/cavaliers/${seeded.therese}`);
+    await accountant.locator('h1', { hasText: 'Thérèse DUPONT' }).waitFor();
+    assertEqual(await accountant.locator('button:has-text("Enregistrer les modifications")').count(), 0, 'save buttons');
+    assert(await accountant.locator('input[name="last_name"]').getAttribute('readonly') !== null, 'the name field is editable');
+    await accountant.click('[role="tab"][data-tab="famille"]');
+    await accountant.locator('.family-card').first().waitFor();
+    assertEqual(await accountant.locator('button:has-text("Ajouter à la famille")').count(), 0, 'family form');
+    await accountant.goto(`${server.baseUrl}/imports`);
+    await accountant.locator('h1', { hasText: 'Accès refusé' }).waitFor();
+    await shot('acces-refuse', DESKTOP, accountant);
+  } finally {
+    await accountant.context().close();
+  }
+});
+
+test('client sees only their own and family sheets', async () => {
+  server.addUser({ email: 'sophie.martin@test.invalid', role: 'client', lastName: 'Martin', firstName: 'Sophie', password: 'Licol-client-2026' });
+  const list = await apiCall('GET', '/riders?status=tous&q=sophie.martin');
+  const sophie = list.items[0].id;
+  const lou = await createRider({ last_name: 'Martin', first_name: 'Lou', birth_date: '2016-06-01' }, ['client']);
+  await apiCall('POST', `/riders/${lou}/family`, { person_id: sophie, relationship: 'mère', is_legal_guardian: true, is_payer: true });
+
+  const client = await loginAs('sophie.martin@test.invalid', 'Licol-client-2026');
+  try {
+    assertEqual(new URL(client.url()).pathname, `/cavaliers/${sophie}`, 'first page of a client');
+    assertEqual(JSON.stringify(await navLabels(client)), JSON.stringify(['Ma fiche']), 'navigation');
+    assertEqual(await client.locator('a:has-text("Retour à la liste")').count(), 0, 'link to the rider list');
+    await client.fill('input[name="city"]', 'Angers');
+    await client.click('button:has-text("Enregistrer les modifications")');
+    await client.locator('.message--success', { hasText: 'Modifications enregistrées.' }).waitFor();
+    await shots('client-ma-fiche', client);
+
+    await client.click('[role="tab"][data-tab="famille"]');
+    await client.click('a:has-text("Lou MARTIN")');
+    await client.locator('h1', { hasText: 'Lou MARTIN' }).waitFor();
+    assertEqual(await client.locator('button:has-text("Enregistrer les modifications")').count(), 1, 'save button on the child\'s sheet');
+
+    await client.goto(`${server.baseUrl}/cavaliers/${seeded.therese}`);
+    await client.locator('h1', { hasText: 'Accès refusé' }).waitFor();
+    await client.goto(`${server.baseUrl}/cavaliers`);
+    await client.locator('h1', { hasText: 'Accès refusé' }).waitFor();
+  } finally {
+    await client.context().close();
+  }
 });
 
 test('expired session returns to login', async () => {

@@ -2,7 +2,7 @@
 // database and configuration, as tests/integration/licol_harness.py does,
 // and reads the one-time manager password it prints.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, openSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -84,6 +84,15 @@ export class LicolServer {
     const match = /Mot de passe à usage unique : (\S+)/.exec(this.stdout());
     this.adminPassword = match ? match[1] : null;
     return this;
+  }
+
+  // Creates an account with `licol user add` on this server's database.
+  // The password is given on standard input, so no change is forced.
+  addUser({ email, role, lastName, firstName, password }) {
+    const result = spawnSync(LICOL_BIN, ['user', 'add', '--db', join(this.tmp, 'licol.db'), '--email', email,
+      '--role', role, '--nom', lastName, '--prenom', firstName, '--password-stdin'],
+    { cwd: this.tmp, input: `${password}\n`, encoding: 'utf8', timeout: 60000 });
+    if (result.status !== 0) throw new Error(`licol user add failed (${result.status}): ${result.stderr}`);
   }
 
   stdout() {
