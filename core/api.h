@@ -62,9 +62,10 @@ const char *api_role_name(unsigned bit);
 /* Text column as a JSON string, or JSON null when the column is NULL. */
 json_t *api_column_json(void *stmt, int column);
 
-/* Counter bumped by every write made through the API on the loop thread,
- * combined with SQLite's data_version (writes by other connections, such as
- * the import worker) to tell whether cached list answers are still fresh. */
+/* Data generation: a counter bumped by every write made through the API on
+ * the loop thread, combined with SQLite's data_version, which changes when
+ * another connection (the import worker, the CLI) commits. Cached list
+ * responses and sessions are used only while it stays the same. */
 void api_data_changed(void);
 uint64_t api_data_generation(struct app *app);
 

@@ -5,9 +5,9 @@
  * Every edit writes audit_log rows and refreshes the person's search text.
  * Family links are in core/api_family.c.
  *
- * The list is the hot path of the staff interface. Its answers are cached
- * per query, role set and script version, and dropped as soon as the
- * database changes (see api_data_generation).
+ * The list is the hot path of the staff interface. Its responses are
+ * cached per query, role set and script version, and dropped as soon as
+ * the database changes (see api_data_generation).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,10 +139,10 @@ static void search_add(struct search *search, const char *text, size_t len)
     search->count++;
 }
 
-/* Builds the search for q. A phone number or a licence number is searched
- * in its stored form; other text is folded (accents and case ignored) and
- * split into words, each of which must match. Words past the fourth are
- * matched together with the fourth, in order. Returns the term count. */
+/* Builds the search for q and returns the number of terms. A phone number
+ * or a licence number is searched in its stored form. Other text is folded
+ * (accents and case ignored) and split into words, and each word must
+ * match. Words past the fourth must match in order. */
 static size_t search_build(const char *q, struct search *search)
 {
     char folded[LIST_MAX_QUERY * 2], value[64];
@@ -150,7 +150,7 @@ static size_t search_build(const char *q, struct search *search)
 
     memset(search, 0, sizeof(*search));
     if (norm_phone(q, value, sizeof(value)) == NORM_OK) {
-        /* search_text holds +33 numbers in their national form too. */
+        /* search_text contains +33 numbers in their national form too. */
         if (strncmp(value, "+33", 3) == 0) {
             value[2] = '0';
             search_add(search, value + 2, strlen(value + 2));
@@ -338,8 +338,9 @@ static void handle_list(struct http_request *req, void *ctx)
     gmtime_r(&now, &tm);
     year = tm.tm_year + 1900;
 
-    /* The answer depends on the query, the role set (field visibility) and
-     * the year (licence validity); it stays valid until the data change. */
+    /* The response depends on the query, the role set (field visibility)
+     * and the year (licence validity). It stays valid until the data
+     * change. */
     generation = api_data_generation(app);
     if (app->scripts != NULL)
         version = script_engine_acquire(app->scripts);

@@ -6,6 +6,7 @@
 #include "app.h"
 #include "api.h"
 #include "auth.h"
+#include "fetch.h"
 #include "log.h"
 #include "migrate.h"
 #include "recovery.h"
@@ -15,10 +16,10 @@
 #include <stdlib.h>
 
 /* Heap memory glibc keeps instead of returning it to the kernel. Each
- * response allocates and frees buffers of tens of kilobytes; with the
- * default threshold (128 KiB, adjusted dynamically) the top of the heap is
- * trimmed and faulted back in over and over, which cost about a third of
- * the rider list's throughput in bench/riders/run.sh. */
+ * response allocates and frees buffers of tens of kilobytes. With the
+ * default threshold (128 KiB, adjusted dynamically), the top of the heap
+ * was trimmed and faulted back in over and over: about a third of the
+ * rider list's time in bench/riders/run.sh, measured with perf. */
 #define APP_MALLOC_TRIM_THRESHOLD (64 * 1024 * 1024)
 
 /* Loads the scripts and plugins, applies the plugins' migrations and
@@ -58,6 +59,9 @@ int app_subsystems_start(struct app *app, char **err)
         return -1;
     if (mail_service_start(app, err) < 0)
         return -1;
+    app->fetch = fetch_start(app, err);
+    if (app->fetch == NULL)
+        return -1;
     return 0;
 }
 
@@ -66,6 +70,7 @@ void app_subsystems_reload(struct app *app)
     if (app->scripts != NULL)
         script_engine_reload(app->scripts);
     mail_service_reload(app);
+    fetch_reload(app->fetch);
 }
 
 void app_subsystems_stop(struct app *app)
@@ -73,10 +78,13 @@ void app_subsystems_stop(struct app *app)
     if (app->scripts != NULL)
         script_engine_stop(app->scripts);
     mail_service_stop(app);
+    fetch_stop(app->fetch);
 }
 
 void app_subsystems_free(struct app *app)
 {
+    fetch_free(app->fetch);
+    app->fetch = NULL;
     script_engine_free(app->scripts);
     app->scripts = NULL;
 }
@@ -90,4 +98,5 @@ void app_register_routes(struct app *app)
     api_misc_register_routes(app);
     api_import_register_routes(app);
     api_mail_register_routes(app);
+    api_fetch_register_routes(app);
 }

@@ -1,7 +1,7 @@
 /*
  * Accounts and request authentication: login with e-mail and password,
  * browser sessions (cookie + CSRF token), API tokens for integrators, the
- * login rate limit, password change, and the permission check that asks
+ * login rate limit, password change, and the permission check that calls
  * scripts/roles.lua. The rider routes that use these checks live in
  * core/api_*.c.
  *
@@ -555,9 +555,9 @@ int64_t auth_family_account_holder(struct db *db, const char *email)
     tm.tm_year -= 18;
     strftime(adult_before, sizeof(adult_before), "%Y-%m-%d", &tm);
 
-    /* Order: an adult who is someone's legal guardian or payer, then any
-     * adult, then anyone; the oldest first within each group, people
-     * without a birth date after those with one, then by id. */
+    /* Groups in order: an adult legal guardian or payer, any adult, a
+     * guardian or payer of unknown age, anyone. Within a group the oldest
+     * comes first, then people without a birth date, then the lowest id. */
     stmt = db_stmt(db, "SELECT p.id FROM person p WHERE p.email = ?1 ORDER BY"
                        " CASE WHEN p.birth_date IS NOT NULL AND p.birth_date <= ?2 AND EXISTS"
                        "  (SELECT 1 FROM family_link f WHERE f.related_id = p.id"
