@@ -368,7 +368,8 @@ test('add family members', async () => {
   const card = page.locator('.family-card', { hasText: 'Marie DUPONT' });
   await card.waitFor();
   const cardText = await card.textContent();
-  assert(cardText.includes('Responsable légal') && cardText.includes('Payeur'), `flags missing: ${cardText}`);
+  assert(cardText.includes('Responsable légal'), `legal guardian flag missing: ${cardText}`);
+  assert(cardText.includes('Payeur'), `payer flag missing: ${cardText}`);
 
   // A new person.
   await page.check('input[type="radio"][value="nouveau"]');
@@ -492,6 +493,32 @@ test('import preview, confirm and undo', async () => {
   assertEqual(list.total, before, 'people after the undo');
   await page.locator('table tbody tr', { hasText: 'Annulé' }).first().waitFor();
   await shots('imports-historique');
+});
+
+test('undo refused after later edits', async () => {
+  const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
+  if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
+  const sample = join(SHARED_DIR, 'samples', 'ffe-2025.csv');
+
+  await goto('/imports');
+  await page.setInputFiles('input[type="file"]', sample);
+  await page.click('button:has-text("Prévisualiser")');
+  await page.locator('.report[data-state="done"]').waitFor({ timeout: 120000 });
+  await page.click('button[data-action="confirmer"]');
+  await page.locator('.report[data-state="done"]', { hasText: 'Import n°' }).waitFor({ timeout: 120000 });
+
+  // Somebody edits an imported person: undoing would lose that edit.
+  const found = await apiCall('GET', '/riders?status=tous&q=6327815G');
+  assertEqual(found.total, 1, 'imported person found by licence number');
+  await apiCall('PATCH', `/riders/${found.items[0].id}`, { city: 'Angers' });
+
+  await page.click('button[data-action="annuler-import"]');
+  await page.locator('dialog button:has-text("Annuler l\'import")').click();
+  const refusal = page.locator('.message--error', { hasText: 'Annulation impossible' });
+  await refusal.waitFor();
+  assert((await refusal.locator('.conflicts li').count()) >= 1, 'no list of the conflicting changes');
+  assert((await refusal.textContent()).includes('Ville'), 'the changed field is not named');
+  await shot('import-annulation-refusee');
 });
 
 // Opens a new browser context logged in as email. Returns its page.

@@ -41,8 +41,10 @@ export async function loadCatalogue() {
   return { fields: catalogueCache, galops: galopsCache };
 }
 
-export function fieldLabel(catalogue, key) {
-  const field = catalogue.find((f) => f.key === key);
+// French label of a field key, for history rows and import reports. Needs
+// loadCatalogue() to have run.
+export function fieldLabel(key) {
+  const field = (catalogueCache || []).find((f) => f.key === key);
   if (field) return field.label;
   if (key === 'role' || key === 'roles') return 'Statut';
   if (key === 'password') return 'Mot de passe';

@@ -115,8 +115,8 @@ export function confirmDialog(title, message, confirmLabel) {
   });
 }
 
-// Panel of a service that Licol does not provide yet: says so, with no
-// made-up content.
+// Panel of a service that Licol does not provide yet. It states that the
+// service is coming and shows no made-up content.
 export function comingSoonPanel(title, description) {
   return h('section', { class: 'coming-soon' },
     h('h2', {}, title, ' ', h('span', { class: 'badge badge--soon' }, 'bientôt disponible')),

@@ -6,7 +6,7 @@
 import { api, apiUrl, ApiError, query } from '../api.js';
 import { h, replace, announce, formatDateTime, formatBytes, plural } from '../dom.js';
 import { formField, messageBox, showMessage, confirmDialog, withBusy } from '../ui.js';
-import { loadCatalogue, displayValue } from '../fields_form.js';
+import { loadCatalogue, displayValue, fieldLabel } from '../fields_form.js';
 
 const POLL_MS = 500;
 
@@ -147,7 +147,19 @@ function runReport(run) {
     setAsideList(run));
 }
 
-// Polls a run until it finishes. onUpdate(run) is called on every answer.
+// One change made since an import, which prevents undoing it:
+// {person: {id, name}, field, at, action, by}.
+function conflictItem(conflict) {
+  const person = conflict.person || {};
+  const what = conflict.field ? fieldLabel(conflict.field) : (conflict.action || 'modification');
+  const when = conflict.at ? ` le ${formatDateTime(conflict.at)}` : '';
+  const who = conflict.by ? ` par ${conflict.by}` : '';
+  return h('li', {},
+    person.id ? h('a', { href: `/cavaliers/${person.id}` }, person.name || `Personne n° ${person.id}`) : (person.name || ''),
+    ` : ${what} modifié${when}${who}`);
+}
+
+// Polls a run until it finishes. onUpdate(run) is called on every response.
 // Returns a stop function.
 function pollRun(id, onUpdate, onError) {
   let stopped = false;
@@ -172,7 +184,7 @@ function pollRun(id, onUpdate, onError) {
 export async function importsPage(ctx) {
   const { app, main } = ctx;
   app.setTitle('Imports');
-  await loadCatalogue(); // for displayValue in the reports
+  await loadCatalogue(); // for field labels and values in the reports
   let stopPolling = null;
   const cleanup = () => {
     if (stopPolling) stopPolling();
@@ -241,7 +253,7 @@ export async function importsPage(ctx) {
           if (err.status === 401) return;
           const conflicts = Array.isArray(err.details.conflicts) ? err.details.conflicts : [];
           showMessage(currentMessages, 'error', err.message,
-            conflicts.length ? h('ul', {}, conflicts.map((c) => h('li', {}, typeof c === 'string' ? c : [c.person ? `${c.person.name} : ` : '', c.reason || c.message || JSON.stringify(c)]))) : null);
+            conflicts.length ? h('ul', { class: 'conflicts' }, conflicts.map(conflictItem)) : null);
         }
       });
     });

@@ -240,7 +240,7 @@ export async function riderPage(ctx) {
     { key: 'profil', label: 'Profil', render: profilePanel(ctx, rider, catalogue, renderHead) },
     { key: 'licences', label: 'Licences', render: licencesPanel(rider) },
     { key: 'famille', label: 'Famille', render: (panel) => familyPanel(ctx, rider, panel) },
-    { key: 'historique', label: 'Historique', render: (panel) => historyPanel(ctx, rider, catalogue.fields, panel) },
+    { key: 'historique', label: 'Historique', render: (panel) => historyPanel(ctx, rider, panel) },
     ...COMING_SOON.map(([key, label, description]) => ({
       key, label, soon: true, render: (panel) => replace(panel, comingSoonPanel(label, description)),
     })),

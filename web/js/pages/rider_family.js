@@ -1,6 +1,6 @@
-// Family tab of the profile sheet: the linked people with their
-// relationship, legal guardian and payer flags; linking an existing person
-// found by a search, or a new person; removing a link.
+// Family tab of the profile sheet. It lists the linked people with their
+// relationship and the legal guardian and payer flags. Staff link an
+// existing person found by a search, or a new person, and remove links.
 
 import { api, ApiError, query } from '../api.js';
 import { h, replace, announce, formatDate, personName, uniqueId } from '../dom.js';

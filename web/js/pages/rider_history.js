@@ -25,7 +25,7 @@ function valueCell(field, value) {
   return displayValue(field, value);
 }
 
-export async function historyPanel(ctx, rider, catalogue, panel) {
+export async function historyPanel(ctx, rider, panel) {
   const messages = h('div', { class: 'form-messages' });
   const body = h('tbody', {});
   const more = h('button', { type: 'button', class: 'button button--secondary' }, 'Afficher les modifications plus anciennes');
@@ -47,7 +47,7 @@ export async function historyPanel(ctx, rider, catalogue, panel) {
         h('td', { 'data-label': 'Par' }, by,
           item.import_run_id ? [' ', h('a', { href: `/imports/${item.import_run_id}` }, `(import n° ${item.import_run_id})`)] : null),
         h('td', { 'data-label': 'Action' }, ACTION_LABELS[item.action] || item.action),
-        h('td', { 'data-label': 'Champ' }, item.field ? fieldLabel(catalogue, item.field) : ''),
+        h('td', { 'data-label': 'Champ' }, item.field ? fieldLabel(item.field) : ''),
         h('td', { 'data-label': 'Avant' }, valueCell(item.field, item.old_value)),
         h('td', { 'data-label': 'Après' }, valueCell(item.field, item.new_value)));
     }));

@@ -72,7 +72,7 @@ function consentBadge(status) {
 export async function ridersPage(ctx) {
   const { app, main } = ctx;
   const state = readState(ctx.query);
-  const selected = new Map(); // id -> display name, kept across pages
+  const selected = new Map(); // id -> list item, kept across pages and filters
   let lastItems = [];
   let searchTimer = null;
   let requestSerial = 0;
@@ -190,7 +190,10 @@ export async function ridersPage(ctx) {
     // until then every item has null and the column is left out.
     const showConsent = items.some((item) => item.consent_status);
     const sortKey = state.sort.replace(/^-/, '');
-    const ariaSort = (key) => (sortKey === key ? (state.sort.startsWith('-') ? 'descending' : 'ascending') : null);
+    const ariaSort = (key) => {
+      if (sortKey !== key) return null;
+      return state.sort.startsWith('-') ? 'descending' : 'ascending';
+    };
 
     const rows = items.map((item) => {
       const name = [item.last_name ? item.last_name.toUpperCase() : '', item.first_name && item.first_name !== '.' ? item.first_name : '']
