@@ -16,6 +16,7 @@
 struct script_engine;
 struct outbox;
 struct import_manager;
+struct fetch;
 
 struct app {
     struct config config;
@@ -26,6 +27,7 @@ struct app {
     struct script_engine *scripts;
     struct outbox *outbox;
     struct import_manager *imports;
+    struct fetch *fetch; /* automatic update from the federation file (core/fetch.h) */
     uv_signal_t sigterm, sigint, sighup;
     int stopping;
     char started_at[32];

@@ -57,6 +57,12 @@ static const struct key_def keys[] = {
     {"fetch_user", STR(fetch_user)},
     {"fetch_password", STR(fetch_password)},
     {"fetch_max_bytes", NUM(KEY_SIZE, fetch_max_bytes)},
+    {"fetch_connect_timeout_ms", NUM(KEY_UINT, fetch_connect_timeout_ms)},
+    {"fetch_timeout_ms", NUM(KEY_UINT, fetch_timeout_ms)},
+    {"fetch_retries", NUM(KEY_INT, fetch_retries)},
+    {"fetch_retry_delay_ms", NUM(KEY_UINT, fetch_retry_delay_ms)},
+    {"fetch_insecure_tls", NUM(KEY_BOOL, fetch_insecure_tls)},
+    {"fetch_ca_file", STR(fetch_ca_file)},
 };
 
 void config_defaults(struct config *cfg, const char *base_dir)
@@ -86,6 +92,10 @@ void config_defaults(struct config *cfg, const char *base_dir)
     cfg->mail_rate_per_second = 20;
     cfg->mail_max_attempts = 8;
     cfg->fetch_max_bytes = 200 * 1024 * 1024;
+    cfg->fetch_connect_timeout_ms = 30000;
+    cfg->fetch_timeout_ms = 600000;
+    cfg->fetch_retries = 3;
+    cfg->fetch_retry_delay_ms = 60000;
 }
 
 /* Parses a size with an optional K, M or G suffix (powers of 1024). */

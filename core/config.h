@@ -39,11 +39,17 @@ struct config {
     double mail_rate_per_second;
     int mail_max_attempts;
 
-    char fetch_schedule[64];   /* "" (off), "daily HH:MM" or "every N hours" */
+    char fetch_schedule[64];   /* "" (off), "daily HH:MM", "every N hours|minutes|seconds" */
     char fetch_url[1024];
     char fetch_user[256];
     char fetch_password[256];
     size_t fetch_max_bytes;
+    unsigned fetch_connect_timeout_ms;
+    unsigned fetch_timeout_ms;      /* whole transfer, connection included */
+    int fetch_retries;              /* attempts after the first one */
+    unsigned fetch_retry_delay_ms;  /* before the first retry; doubles at each one */
+    int fetch_insecure_tls;         /* 1: do not verify the server's certificate (dangerous) */
+    char fetch_ca_file[1024];       /* CA bundle to trust; "" = the system's */
 
     char config_path[1024]; /* the file that was read, "" when none */
 };

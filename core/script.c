@@ -44,6 +44,7 @@ static const struct module_spec {
     [SCRIPT_MOD_ROLES] = {"roles.lua", MODULE_REQUIRED, {"can", NULL}},
     [SCRIPT_MOD_FORMATS] = {"formats/*.lua", MODULE_OPTIONAL, {"detect", "map", NULL}},
     [SCRIPT_MOD_MERGE] = {"merge.lua", MODULE_OPTIONAL, {"policy", NULL}},
+    [SCRIPT_MOD_FEDERATION] = {"federation.lua", MODULE_OPTIONAL, {"source", NULL}},
 };
 
 const char *const script_hook_names[SCRIPT_HOOK_COUNT] = {

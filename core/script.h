@@ -51,12 +51,14 @@ enum script_module {
     SCRIPT_MOD_ROLES = 0, /* roles.lua, required */
     SCRIPT_MOD_FORMATS,   /* each .lua file under formats/, optional, one instance per file */
     SCRIPT_MOD_MERGE,     /* merge.lua: import merge policy, optional */
+    SCRIPT_MOD_FEDERATION, /* federation.lua: source of the automatic update, optional */
     SCRIPT_MOD_COUNT
 };
 
 enum { SCRIPT_ROLES_CAN = 0 };
 enum { SCRIPT_FORMAT_DETECT = 0, SCRIPT_FORMAT_MAP = 1 };
 enum { SCRIPT_MERGE_POLICY = 0 };
+enum { SCRIPT_FEDERATION_SOURCE = 0 };
 
 /* Plugin hook events, in the order of script_hook_names. */
 enum script_hook {
