@@ -45,6 +45,8 @@ static const struct module_spec {
     [SCRIPT_MOD_FORMATS] = {"formats/*.lua", MODULE_OPTIONAL, {"detect", "map", NULL}},
     [SCRIPT_MOD_MERGE] = {"merge.lua", MODULE_OPTIONAL, {"policy", NULL}},
     [SCRIPT_MOD_FEDERATION] = {"federation.lua", MODULE_OPTIONAL, {"source", NULL}},
+    [SCRIPT_MOD_REGISTRATION] = {"registration.lua", MODULE_OPTIONAL, {"reglages", "regles", NULL}},
+    [SCRIPT_MOD_CONSENT] = {"consent.lua", MODULE_OPTIONAL, {"apres_import", "relances", NULL}},
 };
 
 const char *const script_hook_names[SCRIPT_HOOK_COUNT] = {

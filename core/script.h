@@ -52,6 +52,8 @@ enum script_module {
     SCRIPT_MOD_FORMATS,   /* each .lua file under formats/, optional, one instance per file */
     SCRIPT_MOD_MERGE,     /* merge.lua: import merge policy, optional */
     SCRIPT_MOD_FEDERATION, /* federation.lua: source of the automatic update, optional */
+    SCRIPT_MOD_REGISTRATION, /* registration.lua: online registration rules, optional */
+    SCRIPT_MOD_CONSENT,   /* consent.lua: when to ask for consent and remind, optional */
     SCRIPT_MOD_COUNT
 };
 
@@ -59,6 +61,8 @@ enum { SCRIPT_ROLES_CAN = 0 };
 enum { SCRIPT_FORMAT_DETECT = 0, SCRIPT_FORMAT_MAP = 1 };
 enum { SCRIPT_MERGE_POLICY = 0 };
 enum { SCRIPT_FEDERATION_SOURCE = 0 };
+enum { SCRIPT_REGISTRATION_SETTINGS = 0, SCRIPT_REGISTRATION_RULES = 1 };
+enum { SCRIPT_CONSENT_AFTER_IMPORT = 0, SCRIPT_CONSENT_REMINDERS = 1 };
 
 /* Plugin hook events, in the order of script_hook_names. */
 enum script_hook {
@@ -232,6 +236,14 @@ int script_can(struct script_state *state, const struct script_subject *subject,
  * *result is set in both cases (new reference). */
 int script_run_hook(struct script_state *state, enum script_hook event, json_t *payload,
                     json_t **result);
+
+/* Runs every plugin's import_row_mapped handler on the record table at
+ * index (a table in this state, so no JSON conversion is needed). A handler
+ * returning a table replaces the record for the next handler; one returning
+ * nil keeps it. Leaves the final record on top of the stack.
+ * Stack: [-0, +1]. Returns 0, or -1 when a handler failed (logged; the
+ * record it received is kept). */
+int script_run_row_hook(struct script_state *state, int index);
 
 /* Returns 1 when at least one plugin handles event, so callers can skip
  * building the payload. */

@@ -535,6 +535,41 @@ int script_field_validate(struct script_state *st, const struct field_def *field
 
 /* ---- Hooks ------------------------------------------------------------------------ */
 
+int script_run_row_hook(struct script_state *st, int index)
+{
+    lua_State *L = st->L;
+    struct script_version *v = st->version;
+    int rc = 0;
+
+    index = lua_absindex(L, index);
+    lua_pushvalue(L, index);
+    for (size_t p = 0; p < v->plugin_count; p++) {
+        int ref = st->hook_refs[p * SCRIPT_HOOK_COUNT + (size_t)SCRIPT_HOOK_IMPORT_ROW_MAPPED];
+        char what[128];
+
+        if (ref == LUA_NOREF)
+            continue;
+        snprintf(what, sizeof(what), "plugin %s: hook import_row_mapped", v->plugins[p].name);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+        lua_pushvalue(L, -2);
+        if (script_call(st, 1, 1, what) != 0) {
+            rc = -1;
+            continue;
+        }
+        if (lua_istable(L, -1)) {
+            lua_remove(L, -2);
+        } else {
+            if (!lua_isnil(L, -1)) {
+                script_state_record_error(st, what, "import_row_mapped must return the record "
+                                                    "(a table) or nil");
+                rc = -1;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    return rc;
+}
+
 int script_has_hook(struct script_state *st, enum script_hook event)
 {
     for (size_t p = 0; p < st->version->plugin_count; p++) {
