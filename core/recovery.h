@@ -50,7 +50,7 @@ void api_mail_register_routes(struct app *app);
 /* Links in mails: the public page and its fragment. The token travels in
  * the fragment (#jeton=...), so it is never sent to the server in a
  * request line or a Referer header. */
-#define RECOVERY_PAGE "/mot-de-passe.html"
+#define RECOVERY_PAGE "/choisir-mot-de-passe.html"
 
 struct recovery_request {
     const int64_t *person_ids;
