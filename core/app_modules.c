@@ -10,7 +10,6 @@
 #include "log.h"
 #include "migrate.h"
 #include "recovery.h"
-#include "registration.h"
 #include "script.h"
 
 #include <malloc.h>
@@ -99,7 +98,6 @@ void app_register_routes(struct app *app)
     api_misc_register_routes(app);
     api_import_register_routes(app);
     api_mail_register_routes(app);
-    api_registration_register_routes(app);
     api_recovery_register_routes(app);
     api_fetch_register_routes(app);
 }
