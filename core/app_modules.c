@@ -10,6 +10,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "recovery.h"
+#include "registration.h"
 #include "script.h"
 
 #include <malloc.h>
@@ -98,6 +99,7 @@ void app_register_routes(struct app *app)
     api_misc_register_routes(app);
     api_import_register_routes(app);
     api_mail_register_routes(app);
+    api_registration_register_routes(app);
     api_recovery_register_routes(app);
     api_fetch_register_routes(app);
 }
