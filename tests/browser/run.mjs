@@ -10,7 +10,7 @@
 //
 // Usage: LICOL_BIN=build/licol node tests/browser/run.mjs [name filter]
 
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LicolServer, SHARED_DIR, LICOL_BIN } from './server.mjs';
@@ -538,6 +538,53 @@ async function loginAs(email, password) {
 async function navLabels(target) {
   return target.$$eval('#nav-principale a', (links) => links.map((a) => a.textContent.trim()));
 }
+
+// Writes a small FFE-style file (UTF-8, ';') next to the server's database
+// and returns its path.
+function writeSampleFile(name, lines) {
+  const header = 'Numéro licence;Nom;Prénom;Date de naissance;Sexe;Catégorie;Type licence;Millésime;Date de saisie;Galop;Adresse;Complément adresse;Code postal;Ville;Pays;Téléphone;Portable;Email;Nom du responsable légal;Prénom du responsable légal;Email du responsable légal;Numéro club';
+  const path = join(server.tmp, name);
+  writeFileSync(path, [header, ...lines].join('\r\n') + '\r\n');
+  return path;
+}
+
+test('import report with rejected rows', async () => {
+  const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
+  if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
+  const file = writeSampleFile('rejets.csv', [
+    '7654321K;Fontaine;Zoé;12/03/2012;F;Junior;Licence Pratiquant;2026;02/09/2025;Galop 2;3 rue des Lilas;;49000;Angers;France;;0611223344;zoe.fontaine@example.org;Fontaine;Claire;claire.fontaine@example.org;9000007',
+    ';;;01/01/2010;F;Junior;Licence Pratiquant;2026;02/09/2025;;;;;;;;;;;;;9000007',
+    '7654322L;Trop;Court',
+  ]);
+  await goto('/imports');
+  await page.setInputFiles('input[type="file"]', file);
+  await page.click('button:has-text("Prévisualiser")');
+  const report = page.locator('.report[data-state="done"]');
+  await report.waitFor({ timeout: 60000 });
+  assertEqual(await report.locator('[data-count="rejected"]').textContent(), '2', 'rejected rows');
+  const link = report.locator('a:has-text("Télécharger les lignes rejetées")');
+  await link.waitFor();
+  const csv = await context.request.get(server.baseUrl + await link.getAttribute('href'));
+  assertEqual(csv.status(), 200, 'status of the rejected rows download');
+  assert((await csv.text()).includes('Motif du rejet'), 'no "Motif du rejet" column in the download');
+  await shot('import-lignes-rejetees');
+  await page.click('button:has-text("Abandonner")');
+});
+
+test('import of an unusable file', async () => {
+  const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
+  if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
+  const file = writeSampleFile('entete-seul.csv', []);
+  await goto('/imports');
+  await page.click('button:has-text("Prévisualiser")');
+  await page.locator('input[type="file"] ~ .field__error', { hasText: 'Choisissez le fichier' }).waitFor();
+  await page.setInputFiles('input[type="file"]', file);
+  await page.click('button:has-text("Prévisualiser")');
+  const failure = page.locator('.message--error');
+  await failure.waitFor({ timeout: 60000 });
+  assert((await failure.textContent()).length > 20, 'the failure has no explanation');
+  await shot('import-fichier-refuse');
+});
 
 test('employee sees staff pages but cannot grant manager', async () => {
   server.addUser({ email: 'employe@test.invalid', role: 'employe', lastName: 'Roux', firstName: 'Camille', password: 'Licol-employe-2026' });

@@ -18,6 +18,8 @@ const STATE_LABELS = {
   undone: ['Annulé', 'badge--warn'],
 };
 
+const SOURCE_LABELS = { web: 'Interface web', cli: 'Ligne de commande', auto: 'Récupération automatique' };
+
 const FORMATS = [['auto', 'Détection automatique'], ['ffe', 'Fichier FFE (licenciés)'], ['celeris', 'Export Céléris (clients)']];
 
 const COUNT_LABELS = [
@@ -123,6 +125,8 @@ function runReport(run) {
     ['Fichier', `${run.filename || ''}${run.size ? ` (${formatBytes(run.size)})` : ''}`],
     ['Format', [run.format_label || run.format, run.encoding, run.separator ? `séparateur « ${run.separator} »` : null].filter(Boolean).join(', ')],
     ['Remplacer les données', run.replace ? 'oui' : 'non'],
+    ['Origine', SOURCE_LABELS[run.source] || run.source],
+    ['Prévisualisation confirmée', run.preview_of ? `n° ${run.preview_of}` : null],
     ['Lancé par', run.by ? run.by.name : 'Système'],
     ['Début', formatDateTime(run.started_at)],
     ['Fin', formatDateTime(run.finished_at)],
@@ -207,7 +211,7 @@ export async function importsPage(ctx) {
     replace(currentBody, runReport(run));
     replace(currentActions);
     if (!runIsFinished(run)) return;
-    if (run.state === 'done' && run.dry_run && app.can('import.run')) {
+    if (run.state === 'done' && run.dry_run && run.confirmable !== false && app.can('import.run')) {
       const confirm = h('button', { type: 'button', class: 'button', 'data-action': 'confirmer' }, "Confirmer l'import");
       const cancel = h('button', { type: 'button', class: 'button button--secondary' }, 'Abandonner');
       confirm.addEventListener('click', () => withBusy(confirm, 'Lancement…', async () => {
