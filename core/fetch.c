@@ -48,7 +48,7 @@
 
 enum job_phase { PHASE_DOWNLOAD = 0, PHASE_RETRY_WAIT, PHASE_IMPORT };
 
-/* What federation.lua asked for, validated. */
+/* The request described by federation.lua, validated. */
 struct fetch_request {
     char url[FETCH_MAX_URL]; /* http or https, without credentials */
     int post;
@@ -99,6 +99,7 @@ struct fetch {
     struct fetch_job *job;  /* NULL when idle */
     char skipped_at[32];
     char skipped_reason[256];
+    int warned_not_configured; /* logged once until a fetch starts again */
     int stopping;
 };
 
@@ -320,9 +321,13 @@ static void schedule_cb(uv_timer_t *timer)
     }
     schedule_arm(f);
 
-    if (fetch_run_now(f, FETCH_TRIGGER_SCHEDULE, 0, &refusal, &failed_run_id, &err) == 0) {
-        if (refusal == FETCH_REFUSED_NOT_CONFIGURED)
-            log_warn("fetch", "scheduled fetch skipped: no source URL configured (fetch_url)");
+    if (fetch_run_now(f, FETCH_TRIGGER_SCHEDULE, 0, &refusal, &failed_run_id, &err) > 0) {
+        f->warned_not_configured = 0;
+    } else {
+        if (refusal == FETCH_REFUSED_NOT_CONFIGURED && !f->warned_not_configured) {
+            log_warn("fetch", "scheduled fetches skipped: no source URL configured (fetch_url)");
+            f->warned_not_configured = 1;
+        }
         free(err);
     }
 }

@@ -68,7 +68,7 @@ void fetch_free(struct fetch *fetch);
 
 enum fetch_trigger { FETCH_TRIGGER_SCHEDULE = 0, FETCH_TRIGGER_MANUAL };
 
-/* Why fetch_run_now did not start a download. */
+/* Reason fetch_run_now did not start a download. */
 enum fetch_refusal {
     FETCH_REFUSED_NONE = 0,
     FETCH_REFUSED_BUSY,           /* a fetch or an import is in progress */
@@ -86,15 +86,15 @@ int64_t fetch_run_now(struct fetch *fetch, enum fetch_trigger trigger, int64_t a
                       enum fetch_refusal *refusal, int64_t *failed_run_id, char **err);
 
 /* The status for GET /api/v1/fetch: {configured, source_error, schedule,
- * schedule_label, schedule_error, next_run_at, running, phase, retry_at,
- * skipped, last, history}. New reference, or NULL on a database error. */
+ * schedule_label, next_run_at, running, phase, retry_at, skipped, last,
+ * history}. New reference, or NULL on a database error. */
 json_t *fetch_status_json(struct fetch *fetch);
 
 /* One fetch_run row as JSON, or NULL when not found. */
 json_t *fetch_run_json(struct fetch *fetch, int64_t run_id);
 
 /* Registers GET /api/v1/fetch and POST /api/v1/fetch/run (core/api_fetch.c).
- * app->fetch may be NULL (no subsystem): the routes then answer 503. */
+ * app->fetch may be NULL (no subsystem): the routes then respond 503. */
 void api_fetch_register_routes(struct app *app);
 
 #endif

@@ -1,12 +1,15 @@
 """Automatic update from the federation file, against a real licol server
-and a real HTTP server on loopback (tests/tools/federation_server.py):
-the schedule, conditional requests (304), the same content under a new
-ETag, a changed file, a server that is down, slow or sends too much, wrong
-credentials, the manual trigger and its permissions, and a stop during a
-download."""
+and a real HTTP server on loopback (tests/tools/federation_server.py).
+
+Cases: the schedule, conditional requests (304), the same content under a
+new ETag, a changed file, and a server that is down, slow or sends too
+much. Also wrong credentials, the manual trigger and its permissions, and
+a stop during a download."""
 
 import json
 import os
+import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -53,7 +56,7 @@ class FetchTestCase(unittest.TestCase):
         self.federation.start()
         self.addCleanup(self.federation.stop)
 
-    def start_licol(self, **overrides):
+    def start_licol(self, scripts_dir=None, **overrides):
         config = {
             "fetch_url": self.federation.url(),
             "fetch_user": FED_USER,
@@ -66,7 +69,7 @@ class FetchTestCase(unittest.TestCase):
         }
         config.update(self.extra_config)
         config.update(overrides)
-        self.server = LicolServer(extra_config=config).start()
+        self.server = LicolServer(extra_config=config, scripts_dir=scripts_dir).start()
         self.addCleanup(self.server.cleanup)
         self.manager = manager_session(self.server)
         return self.server
@@ -145,11 +148,27 @@ class ScheduleTest(FetchTestCase):
         self.assertGreater(self.people(), 30)
         self.assertIsNotNone(self.status()["next_run_at"])
 
-        # Later runs were conditional and answered 304.
+        # Later runs sent If-None-Match and got 304.
         conditional = [r for r in self.federation.requests if "If-None-Match" in r["headers"]]
         self.assertTrue(conditional)
         self.assertEqual(conditional[-1]["headers"]["If-None-Match"], self.federation.etag)
         self.assertEqual(self.temporary_files(), [])
+
+    def test_sighup_applies_new_schedule(self):
+        self.start_licol()
+        self.assertIsNone(self.status()["next_run_at"])
+        with open(self.server.config_path, encoding="utf-8") as f:
+            text = f.read()
+        with open(self.server.config_path, "w", encoding="utf-8") as f:
+            f.write(text.replace("fetch_schedule = \n", "fetch_schedule = every 1 second\n"))
+        self.server.signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while self.scalar("SELECT COUNT(*) FROM fetch_run WHERE outcome = 'imported'") == 0:
+            self.assertLess(time.time(), deadline, self.server.stderr()[-3000:])
+            time.sleep(0.1)
+        status = self.status()
+        self.assertEqual(status["schedule"], "every 1 second")
+        self.assertEqual(status["schedule_label"], "toutes les secondes")
 
     def test_invalid_schedule_refuses_start(self):
         server = LicolServer(extra_config={"fetch_schedule": "tous les matins"})
@@ -192,7 +211,8 @@ class ConditionalTest(FetchTestCase):
         self.assertEqual(changed["outcome"], "imported", changed)
         self.assertEqual(self.import_runs(), 2)
         self.assertGreater(self.scalar("SELECT COUNT(*) FROM licence WHERE season = 2026"), 30)
-        # Riders already known got their 2026 licence; nobody is there twice.
+        # Riders already known got their 2026 licence, and no licence number
+        # belongs to two people.
         renewed = self.scalar("SELECT COUNT(*) FROM licence a JOIN licence b"
                               " ON a.person_id = b.person_id"
                               " WHERE a.season = 2025 AND b.season = 2026")
@@ -363,6 +383,75 @@ class ManualTriggerTest(FetchTestCase):
         self.assertIn("identifiants", body["error"]["message"])
         self.assertEqual(body["error"]["fetch"]["outcome"], "failed")
         self.assertEqual(self.federation.requests, [])
+
+
+class SourceScriptTest(FetchTestCase):
+    """federation.lua decides the request; the credentials stay in C."""
+
+    def scripts_with(self, source):
+        scripts = os.path.join(tempfile.mkdtemp(prefix="licol-fetch-scripts-"), "scripts")
+        shutil.copytree(os.path.join(SOURCE_DIR, "scripts"), scripts)
+        self.addCleanup(shutil.rmtree, os.path.dirname(scripts), True)
+        with open(os.path.join(scripts, "federation.lua"), "w", encoding="utf-8") as f:
+            f.write(source)
+        return scripts
+
+    def test_post_form_with_credentials(self):
+        scripts = self.scripts_with("""
+local federation = {}
+function federation.source(config)
+  return {
+    url = config.fetch_url,
+    method = "POST",
+    headers = { ["Content-Type"] = "application/x-www-form-urlencoded", ["X-Club"] = "9000003" },
+    body = "club=9000003&saison=" .. config.season,
+    auth = config.has_credentials and "basic" or nil,
+  }
+end
+return federation
+""")
+        self.start_licol(scripts_dir=scripts)
+        item = self.run_now()
+        self.assertEqual(item["outcome"], "imported", item)
+        request = self.federation.requests[-1]
+        self.assertEqual(request["method"], "POST")
+        self.assertEqual(request["body"], ("club=9000003&saison=%d" % time.localtime().tm_year).encode())
+        self.assertEqual(request["headers"]["X-Club"], "9000003")
+        self.assertTrue(request["headers"]["Authorization"].startswith("Basic "))
+
+    def test_authorization_header_rejected(self):
+        scripts = self.scripts_with("""
+local federation = {}
+function federation.source(config)
+  return { url = config.fetch_url, headers = { Authorization = "Basic Y2x1YjpzZWNyZXQ=" } }
+end
+return federation
+""")
+        self.start_licol(scripts_dir=scripts)
+        status, body = self.manager.json("POST", "/api/v1/fetch/run")
+        self.assertEqual(status, 422, body)
+        self.assertEqual(body["error"]["code"], "fetch_source_invalid")
+        self.assertIn("Authorization", body["error"]["message"])
+        self.assertIn("fetch_user", body["error"]["message"])
+        self.assertEqual(body["error"]["fetch"]["outcome"], "failed")
+        self.assertEqual(self.federation.requests, [])
+
+    def test_script_error_recorded(self):
+        scripts = self.scripts_with("""
+local federation = {}
+function federation.source(config)
+  error("adresse inconnue pour cette saison")
+end
+return federation
+""")
+        self.start_licol(scripts_dir=scripts)
+        status, body = self.manager.json("POST", "/api/v1/fetch/run")
+        self.assertEqual(status, 422, body)
+        self.assertIn("federation.lua", body["error"]["message"])
+        self.assertIn("adresse inconnue", body["error"]["message"])
+        last = self.status()["last"]
+        self.assertEqual(last["outcome"], "failed")
+        self.assertIn("adresse inconnue", last["error"])
 
 
 class StopTest(FetchTestCase):
