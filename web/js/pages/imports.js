@@ -70,7 +70,8 @@ function changeItem(sample, change) {
 
 function sampleRow(run, sample) {
   const person = sample.person || {};
-  // A preview's people do not exist yet (or keep their old values): no link.
+  // A preview's ids may belong to people that were never saved, so only a
+  // real run links to the sheets.
   const name = person.id && !run.dry_run ? h('a', { href: `/cavaliers/${person.id}` }, person.name) : (person.name || '');
   const listClass = sample.action === 'create' ? 'changes changes--inline' : 'changes';
   return h('tr', {},
