@@ -586,6 +586,30 @@ test('import of an unusable file', async () => {
   await shot('import-fichier-refuse');
 });
 
+test('unusable imported values shown on the sheet', async () => {
+  const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
+  if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
+  const file = writeSampleFile('valeurs-brutes.csv', [
+    'en cours;Perrin;Noé;04/07/2011;M;Junior;Licence Pratiquant;2026;02/09/2025;Galop 1;;;;;France;;;noe.perrin@@example;;;;9000007',
+  ]);
+  await goto('/imports');
+  await page.setInputFiles('input[type="file"]', file);
+  await page.click('button:has-text("Prévisualiser")');
+  await page.locator('.report[data-state="done"]').waitFor({ timeout: 60000 });
+  await page.click('button[data-action="confirmer"]');
+  await page.locator('.report[data-state="done"]', { hasText: 'Import n°' }).waitFor({ timeout: 60000 });
+
+  const found = await apiCall('GET', '/riders?status=tous&q=perrin');
+  assertEqual(found.total, 1, 'imported person found');
+  await goto(`/cavaliers/${found.items[0].id}`);
+  const licenceNote = page.locator('input[name="licence_number"] ~ .field__note');
+  await licenceNote.waitFor();
+  assert((await licenceNote.textContent()).includes('en cours'), 'the raw licence value is not shown');
+  const emailNote = page.locator('input[name="email"] ~ .field__note');
+  assert((await emailNote.textContent()).includes('noe.perrin@@example'), 'the invalid e-mail is not shown');
+  await shot('fiche-valeurs-importees');
+});
+
 test('employee sees staff pages but cannot grant manager', async () => {
   server.addUser({ email: 'employe@test.invalid', role: 'employe', lastName: 'Roux', firstName: 'Camille', password: 'Licol-employe-2026' });
   const staff = await loginAs('employe@test.invalid', 'Licol-employe-2026');

@@ -91,8 +91,16 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
   return (panel) => {
     const editable = new Set(rider.editable || []);
     const messages = h('div', { class: 'form-messages' });
-    const { element, fields } = buildFieldsets(catalogue.fields.filter((f) => f.key in (rider.fields || {}) || editable.has(f.key)),
-      rider.fields || {}, { isEditable: (key) => editable.has(key), galops: catalogue.galops });
+    // Catalogue fields this user may see, then any value the server sent
+    // for a key the catalogue does not describe (a removed plugin's field),
+    // shown read-only rather than hidden.
+    const shown = catalogue.fields.filter((f) => f.key in rider.fields || editable.has(f.key));
+    for (const key of Object.keys(rider.fields)) {
+      if (!shown.some((f) => f.key === key)) shown.push({ key, label: key, type: 'text', group: 'Autres informations' });
+    }
+    const { element, fields } = buildFieldsets(shown, rider.fields,
+      { isEditable: (key) => editable.has(key) && catalogue.fields.some((f) => f.key === key), galops: catalogue.galops });
+    addImportNotes(rider, fields);
     // Values as the controls first showed them (phones are reformatted),
     // so that only what the user changed is sent.
     const initial = Object.fromEntries(Object.entries(fields).map(([key, field]) => [key, controlValue(field)]));
@@ -148,6 +156,20 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
     replace(panel, h('h2', { class: 'visually-hidden' }, 'Profil'), form,
       rolesSection(ctx, rider, onSaved));
   };
+}
+
+// Values an import could not use are kept for staff to see: a licence
+// column that is not a licence number ("en cours"), an invalid e-mail
+// address. They are shown under the field they belong to.
+function addImportNotes(rider, fields) {
+  const notes = [
+    ['licence_number', rider.licence_raw, 'Valeur du fichier importé, non reconnue comme numéro de licence'],
+    ['email', rider.email_invalid, 'Adresse du fichier importé, refusée car invalide (aucun mail ne lui est envoyé)'],
+  ];
+  for (const [key, value, text] of notes) {
+    if (!value || !fields[key]) continue;
+    fields[key].element.append(h('p', { class: 'field__note' }, `${text} : « ${value} »`));
+  }
 }
 
 // Statuses of the person, editable with rider.roles.update. A user who is
@@ -267,7 +289,10 @@ export async function newRiderPage(ctx) {
   if (!ctx.isCurrent()) return;
 
   const myRoles = new Set(app.user.roles || []);
-  const mayEdit = (field) => !field.edit || field.edit.length === 0 || field.edit.some((role) => myRoles.has(role));
+  const mayEdit = (field) => {
+    const roles = field.editable_by || field.edit;
+    return !roles || roles.length === 0 || roles.some((role) => myRoles.has(role));
+  };
   const editableFields = catalogue.fields.filter(mayEdit);
   const messages = h('div', { class: 'form-messages' });
   const { element, fields } = buildFieldsets(editableFields, {}, { isEditable: () => true, galops: catalogue.galops });
