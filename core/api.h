@@ -62,10 +62,12 @@ const char *api_role_name(unsigned bit);
 /* Text column as a JSON string, or JSON null when the column is NULL. */
 json_t *api_column_json(void *stmt, int column);
 
-/* Data generation: a counter bumped by every write made through the API on
- * the loop thread, combined with SQLite's data_version, which changes when
- * another connection (the import worker, the CLI) commits. Cached list
- * responses and sessions are used only while it stays the same. */
+/* Data generation: a number that changes whenever the database may have
+ * changed, from rows written by the loop thread's connection
+ * (sqlite3_total_changes64), SQLite's data_version (commits by other
+ * connections such as the import worker or the CLI) and api_data_changed()
+ * calls. Cached list responses and sessions are used only while it stays
+ * the same. */
 void api_data_changed(void);
 uint64_t api_data_generation(struct app *app);
 

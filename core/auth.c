@@ -204,9 +204,11 @@ uint64_t api_data_generation(struct app *app)
         external = (uint64_t)sqlite3_column_int64(stmt, 0);
     if (stmt != NULL)
         sqlite3_reset(stmt);
-    /* data_version changes when another connection commits; this
-     * connection's own writes are counted by local_generation. */
-    return (external << 32) ^ local_generation;
+    /* data_version grows when another connection commits, and
+     * total_changes when this connection (any module on the loop thread)
+     * writes a row. All three terms only grow, so their sum changes
+     * whenever one of them does. */
+    return external + (uint64_t)sqlite3_total_changes64(db_handle(app->db)) + local_generation;
 }
 
 /* ---- secrets and time ----------------------------------------------------- */
