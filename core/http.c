@@ -79,7 +79,11 @@ struct http_conn {
     void *handler_ctx;
     char remote_addr[64];
     struct buf *sink; /* http_server_feed: output goes here, there is no socket */
+    uv_shutdown_t shutdown_req;
+    int lingering;
 };
+
+#define LINGER_MS 2000 /* how long a closing connection drains what the client still sends */
 
 struct write_req {
     uv_write_t req;
@@ -331,6 +335,43 @@ void http_set_header(struct http_request *req, const char *name, const char *val
 
 /* ---- responses ----------------------------------------------------------- */
 
+static void on_linger_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+    (void)b;
+    if (nread < 0)
+        conn_close(stream->data);
+}
+
+static void on_linger_timeout(uv_timer_t *timer)
+{
+    conn_close(timer->data);
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+/* Closes after the last response without losing it: a close() with unread
+ * client data makes the kernel send a reset, which can discard the response
+ * before the client reads it (a 413 or 503 while the request is still
+ * arriving). So shut down the sending side, discard what the client still
+ * sends until it closes or LINGER_MS pass, then close. */
+static void conn_linger(struct http_conn *conn)
+{
+    if (conn->closing || conn->lingering)
+        return;
+    conn->lingering = 1;
+    conn->phase = PHASE_CLOSING;
+    if (uv_shutdown(&conn->shutdown_req, (uv_stream_t *)&conn->tcp, on_shutdown_done) < 0) {
+        conn_close(conn);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, on_linger_read);
+    uv_timer_start(&conn->timer, on_linger_timeout, LINGER_MS, 0);
+}
+
 static void on_write_done(uv_write_t *w, int status)
 {
     struct write_req *wr = (struct write_req *)w;
@@ -339,8 +380,10 @@ static void on_write_done(uv_write_t *w, int status)
     free(wr->data);
     if (status < 0 && status != UV_ECANCELED)
         log_debug("http", "write to %s failed: %s", conn->remote_addr, uv_strerror(status));
-    if (wr->close_after || status < 0)
+    if (status < 0)
         conn_close(conn);
+    else if (wr->close_after)
+        conn_linger(conn);
     else if (!conn->closing && conn->phase != PHASE_HANDLING &&
              uv_stream_get_write_queue_size((uv_stream_t *)&conn->tcp) < WRITE_QUEUE_PAUSE &&
              conn->pending.len == 0)
@@ -791,6 +834,9 @@ static void on_timeout(uv_timer_t *timer)
     case PHASE_BODY:
         log_info("http", "dropping slow client %s", conn->remote_addr);
         conn_fail(conn, 408);
+        break;
+    case PHASE_CLOSING:
+        conn_close(conn);
         break;
     default:
         break;

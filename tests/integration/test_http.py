@@ -144,6 +144,37 @@ class HttpCoreTest(unittest.TestCase):
         self.assertEqual(body, b"")
 
 
+class LimitsTest(unittest.TestCase):
+    def test_connection_limit_answers_503(self):
+        server = LicolServer({"max_connections": "4", "idle_timeout_ms": "10000"}).start()
+        try:
+            held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+            time.sleep(0.2)
+            data = server.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(data.startswith(b"HTTP/1.1 503"), data[:80])
+            for s in held:
+                s.close()
+            time.sleep(0.2)
+            status, _, _ = server.request("GET", "/healthz")
+            self.assertEqual(status, 200)
+        finally:
+            server.cleanup()
+
+    def test_upload_over_limit_gets_413(self):
+        server = LicolServer({"max_upload": "64K"}).start()
+        try:
+            data = server.raw(b"POST /api/v1/imports?filename=x.csv HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Length: 200000\r\n\r\n" + b"a" * 1000)
+            self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:80])
+            # Within the limit, the upload route reads the body (and then asks for a login).
+            data = server.raw(b"POST /api/v1/imports?filename=x.csv HTTP/1.1\r\nHost: x\r\n"
+                              b"Connection: close\r\nContent-Length: 50000\r\n\r\n" + b"a" * 50000)
+            self.assertTrue(data.startswith(b"HTTP/1.1 401"), data[:80])
+            self.assertEqual(os.listdir(os.path.join(server.tmp, "var", "uploads")), [])
+        finally:
+            server.cleanup()
+
+
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_finishes_in_flight_request(self):
         server = LicolServer({"body_timeout_ms": "10000"}).start()
