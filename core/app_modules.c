@@ -6,6 +6,7 @@
 #include "app.h"
 #include "api.h"
 #include "auth.h"
+#include "consent.h"
 #include "fetch.h"
 #include "log.h"
 #include "migrate.h"
@@ -60,6 +61,8 @@ int app_subsystems_start(struct app *app, char **err)
         return -1;
     if (mail_service_start(app, err) < 0)
         return -1;
+    if (consent_service_start(app, err) < 0)
+        return -1;
     app->fetch = fetch_start(app, err);
     if (app->fetch == NULL)
         return -1;
@@ -79,6 +82,7 @@ void app_subsystems_stop(struct app *app)
     if (app->scripts != NULL)
         script_engine_stop(app->scripts);
     mail_service_stop(app);
+    consent_service_stop(app);
     fetch_stop(app->fetch);
 }
 
@@ -101,5 +105,6 @@ void app_register_routes(struct app *app)
     api_mail_register_routes(app);
     api_registration_register_routes(app);
     api_recovery_register_routes(app);
+    api_consent_register_routes(app);
     api_fetch_register_routes(app);
 }
