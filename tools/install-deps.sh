@@ -20,11 +20,20 @@ curl" ;;
 *) echo "Utilisation : $0 [run|test|bench]" >&2; exit 2 ;;
 esac
 
+# installed PACKAGE: true when the package is installed, or, for the
+# Node.js tools, when the command exists (some machines have Node.js from
+# another source, whose nodejs package already contains npm).
+installed() {
+    case "$1" in
+    nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
+    npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+    esac
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 missing=""
 for p in $packages; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing="$missing $p"
-    fi
+    installed "$p" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
 
