@@ -42,12 +42,23 @@
 #define LIST_MAX 500
 #define PAGE_PATH "/inscription.html"
 
-/* Core fields the public form offers; public plugin fields come in addition. */
-static const char *const form_core_keys[] = {
-    "last_name", "first_name", "sex",      "birth_date", "email",   "phone",         "mobile",
-    "address",   "address2",   "postcode", "city",       "country", "licence_number",
+/* Core fields the public form offers, with the statement that reads each
+ * one back (db_stmt caches statements by their text's address, so each
+ * needs a literal). Public plugin fields come in addition. */
+#define FORM_SELECT(column) "SELECT " column " FROM person WHERE id = ?1"
+static const struct {
+    const char *key;
+    const char *select_sql;
+} form_core[] = {
+    {"last_name", FORM_SELECT("last_name")},   {"first_name", FORM_SELECT("first_name")},
+    {"sex", FORM_SELECT("sex")},               {"birth_date", FORM_SELECT("birth_date")},
+    {"email", FORM_SELECT("email")},           {"phone", FORM_SELECT("phone")},
+    {"mobile", FORM_SELECT("mobile")},         {"address", FORM_SELECT("address")},
+    {"address2", FORM_SELECT("address2")},     {"postcode", FORM_SELECT("postcode")},
+    {"city", FORM_SELECT("city")},             {"country", FORM_SELECT("country")},
+    {"licence_number", FORM_SELECT("licence_number")},
 };
-#define FORM_CORE_COUNT (sizeof(form_core_keys) / sizeof(form_core_keys[0]))
+#define FORM_CORE_COUNT (sizeof(form_core) / sizeof(form_core[0]))
 
 static const char *const submitted_message =
     "Merci ! Un e-mail de confirmation vient d'être envoyé. Ouvrez le lien qu'il contient "
@@ -68,7 +79,7 @@ static int form_has_key(const struct fields_catalogue *fields, const char *key)
     const struct field_def *f;
 
     for (size_t i = 0; i < FORM_CORE_COUNT; i++) {
-        if (strcmp(key, form_core_keys[i]) == 0)
+        if (strcmp(key, form_core[i].key) == 0)
             return 1;
     }
     f = fields_find(fields, key);
@@ -213,16 +224,16 @@ static int dry_run_capture(void *arg, int64_t id)
     }
     json_array_foreach(run->keys, i, key) {
         const char *k = json_string_value(key);
-        char *sql;
+        const char *sql = "SELECT value FROM person_field WHERE person_id = ?1 AND key = ?2";
         int core = 0;
 
-        for (size_t c = 0; c < FORM_CORE_COUNT; c++)
-            core |= strcmp(k, form_core_keys[c]) == 0;
-        /* k is one of form_core_keys here, never request text. */
-        sql = core ? str_printf("SELECT %s FROM person WHERE id = ?1", k)
-                   : strdup("SELECT value FROM person_field WHERE person_id = ?1 AND key = ?2");
-        stmt = sql ? db_stmt(run->app->db, sql) : NULL;
-        free(sql);
+        for (size_t c = 0; c < FORM_CORE_COUNT && !core; c++) {
+            if (strcmp(k, form_core[c].key) == 0) {
+                sql = form_core[c].select_sql;
+                core = 1;
+            }
+        }
+        stmt = db_stmt(run->app->db, sql);
         if (stmt == NULL)
             continue;
         sqlite3_bind_int64(stmt, 1, id);
@@ -297,12 +308,14 @@ static json_t *check_consents(struct app *app, json_t *answers, json_t *errors)
 
     json_array_foreach(docs, i, doc) {
         const char *key = json_string_value(json_object_get(doc, "key"));
-        int accepted = json_is_true(json_object_get(answers, key));
+        int accepted = json_is_true(json_object_get(answers, key)), required;
         char name[128];
 
         if (key == NULL)
             continue;
-        if (json_is_true(json_object_get(doc, "required")) && !accepted) {
+        required = json_is_true(json_object_get(doc, "required")) ||
+                   json_integer_value(json_object_get(doc, "required")) != 0;
+        if (required && !accepted) {
             char *message = str_printf("Vous devez accepter « %s » pour vous inscrire.",
                                        json_string_value(json_object_get(doc, "title")));
             snprintf(name, sizeof(name), "consents.%s", key);
