@@ -599,9 +599,10 @@ test('unusable imported values shown on the sheet', async () => {
   await page.click('button[data-action="confirmer"]');
   await page.locator('.report[data-state="done"]', { hasText: 'Import n°' }).waitFor({ timeout: 60000 });
 
-  const found = await apiCall('GET', '/riders?status=tous&q=perrin');
-  assertEqual(found.total, 1, 'imported person found');
-  await goto(`/cavaliers/${found.items[0].id}`);
+  const found = await apiCall('GET', '/riders?status=tous&q=noe%20perrin');
+  const noe = found.items.filter((item) => item.birth_date === '2011-07-04');
+  assertEqual(noe.length, 1, 'imported people named Noé Perrin born 2011-07-04');
+  await goto(`/cavaliers/${noe[0].id}`);
   const licenceNote = page.locator('input[name="licence_number"] ~ .field__note');
   await licenceNote.waitFor();
   assert((await licenceNote.textContent()).includes('en cours'), 'the raw licence value is not shown');
