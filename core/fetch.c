@@ -15,6 +15,7 @@
 #include "fetch.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <lua.h>
 #include <sodium.h>
@@ -682,6 +683,30 @@ static void rows_recover(struct fetch *f)
     sqlite3_reset(stmt);
 }
 
+/* Removes the downloads a stopped process left in var_dir/fetch. At start
+ * no fetch runs and no import has begun, so none of them is in use. */
+static void remove_leftover_files(struct fetch *f)
+{
+    char dir[1100], path[1400];
+    struct dirent *entry;
+    DIR *listing;
+
+    snprintf(dir, sizeof(dir), "%s/fetch", f->app->config.var_dir);
+    listing = opendir(dir);
+    if (!listing)
+        return;
+    while ((entry = readdir(listing)) != NULL) {
+        if (strncmp(entry->d_name, "fetch-", 6) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
+        if (unlink(path) < 0)
+            log_warn("fetch", "cannot remove leftover download %s: %s", path, strerror(errno));
+        else
+            log_info("fetch", "removed leftover download %s", path);
+    }
+    closedir(listing);
+}
+
 /* Loads the validators of the last good download of url into the job. */
 static void load_validators(struct fetch *f, struct fetch_job *job)
 {
@@ -1302,6 +1327,7 @@ struct fetch *fetch_start(struct app *app, char **err)
     }
     active_fetch = f;
     rows_recover(f);
+    remove_leftover_files(f);
     schedule_first(f);
     if (f->schedule.kind != FETCH_SCHEDULE_OFF)
         log_info("fetch", "automatic update scheduled \"%s\"", f->schedule_text);

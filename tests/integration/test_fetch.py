@@ -368,6 +368,21 @@ class ManualTriggerTest(FetchTestCase):
         self.assertIn("fetch skipped", self.server.stderr())
         self.federation.mode = "normal"
 
+    def test_skipped_during_import(self):
+        self.start_licol()
+        large = generate(20000, 2026, seed=5)
+        status, _, body = self.manager.call("POST", "/api/v1/imports?filename=grand.csv",
+                                            raw_body=large, headers={"Content-Type": "text/csv"})
+        self.assertEqual(status, 202, body)
+        status, refused = self.manager.json("POST", "/api/v1/fetch/run")
+        self.assertEqual(status, 409, refused)
+        self.assertEqual(refused["error"]["code"], "fetch_busy")
+        self.assertIn("Un import est en cours", refused["error"]["message"])
+        self.assertEqual(self.status()["skipped"]["reason"], refused["error"]["message"])
+        self.assertIn("requested fetch skipped: an import in progress", self.server.stderr())
+        self.assertEqual(self.federation.requests, [])
+        self.assertEqual(self.scalar("SELECT COUNT(*) FROM fetch_run"), 0)
+
     def test_not_configured(self):
         self.start_licol(fetch_url="")
         status, body = self.manager.json("POST", "/api/v1/fetch/run")
@@ -454,6 +469,50 @@ return federation
         self.assertIn("adresse inconnue", last["error"])
 
 
+class TlsTest(FetchTestCase):
+    """HTTPS with a self-signed certificate for 127.0.0.1."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tls_dir = tempfile.mkdtemp(prefix="licol-fetch-tls-")
+        cls.cert = os.path.join(cls.tls_dir, "cert.pem")
+        cls.key = os.path.join(cls.tls_dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", cls.key, "-out", cls.cert],
+                       check=True, capture_output=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tls_dir, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        self.federation.stop()
+        self.federation.start(tls=(self.cert, self.key))
+
+    def test_unknown_certificate_rejected(self):
+        self.start_licol(fetch_retries="2")
+        item = self.run_now()
+        self.assertEqual(item["outcome"], "failed", item)
+        self.assertIn("Connexion sécurisée refusée", item["error"])
+        self.assertEqual(item["attempts"], 1)
+        self.assertEqual(self.import_runs(), 0)
+        self.assertEqual(self.temporary_files(), [])
+
+    def test_ca_file_trusts_certificate(self):
+        self.start_licol(fetch_ca_file=self.cert)
+        item = self.run_now()
+        self.assertEqual(item["outcome"], "imported", item)
+        self.assertTrue(item["url"].startswith("https://"))
+
+    def test_insecure_tls_skips_verification(self):
+        self.start_licol(fetch_insecure_tls="oui")
+        item = self.run_now()
+        self.assertEqual(item["outcome"], "imported", item)
+        self.assertIn("TLS certificate verification is off", self.server.stderr())
+
+
 class StopTest(FetchTestCase):
     def test_stop_during_download(self):
         self.start_licol(fetch_timeout_ms="120000")
@@ -470,6 +529,28 @@ class StopTest(FetchTestCase):
         row = self.query("SELECT outcome, error FROM fetch_run WHERE id = ?", body["fetch"]["id"])
         self.assertEqual(row[0][0], "failed")
         self.assertIn("arrêt du serveur", row[0][1])
+        self.assertEqual(self.temporary_files(), [])
+
+    def test_killed_process_fetch_recovered(self):
+        self.start_licol(fetch_timeout_ms="120000")
+        self.federation.mode = "slow"
+        status, body = self.manager.json("POST", "/api/v1/fetch/run")
+        self.assertEqual(status, 202, body)
+        deadline = time.time() + 10
+        while not self.federation.requests:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        self.server.proc.kill()
+        self.server.proc.wait()
+        row = self.query("SELECT outcome FROM fetch_run WHERE id = ?", body["fetch"]["id"])
+        self.assertIsNone(row[0][0])
+
+        self.server.start()
+        row = self.query("SELECT outcome, error, finished_at FROM fetch_run WHERE id = ?",
+                         body["fetch"]["id"])[0]
+        self.assertEqual(row[0], "failed")
+        self.assertIn("interrompue", row[1])
+        self.assertIsNotNone(row[2])
         self.assertEqual(self.temporary_files(), [])
 
 

@@ -11,6 +11,7 @@ a real server can show.
   seconds); "oversized" (a body of oversize_bytes without Content-Length,
   ended by closing the connection); "status" (answers status_code).
 - Every request is recorded (method, path, headers, body) in requests.
+- HTTPS with a given certificate and key (start(tls=(cert, key))).
 
 Tests import FederationServer and drive it in-process: set_file or
 set_content to change the file (new ETag and Last-Modified), touch to give
@@ -28,6 +29,7 @@ import email.utils
 import hashlib
 import http.server
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -52,6 +54,7 @@ class FederationServer:
         self.httpd = None
         self.thread = None
         self.port = None
+        self.tls = None
 
     # ---- content ------------------------------------------------------------
 
@@ -77,11 +80,14 @@ class FederationServer:
         self.set_content(self.content)
 
     def url(self):
-        return "http://127.0.0.1:%d%s" % (self.port, self.path)
+        scheme = "https" if self.tls else "http"
+        return "%s://127.0.0.1:%d%s" % (scheme, self.port, self.path)
 
     # ---- life cycle ---------------------------------------------------------
 
-    def start(self, port=0):
+    def start(self, port=0, tls=None):
+        """Listens on 127.0.0.1:port (0: a free port). tls is None for plain
+        HTTP, or a (certificate file, key file) pair for HTTPS."""
         server = self
 
         class Handler(FederationHandler):
@@ -91,6 +97,11 @@ class FederationServer:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+        self.tls = tls
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self
@@ -105,7 +116,7 @@ class FederationServer:
 
     def restart(self):
         """Listens again on the same port."""
-        self.start(self.port)
+        self.start(self.port, self.tls)
 
 
 class FederationHandler(http.server.BaseHTTPRequestHandler):
