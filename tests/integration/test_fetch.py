@@ -170,6 +170,20 @@ class ScheduleTest(FetchTestCase):
         self.assertEqual(status["schedule"], "every 1 second")
         self.assertEqual(status["schedule_label"], "toutes les secondes")
 
+    def test_daily_schedule_next_run(self):
+        self.start_licol(fetch_schedule="daily 06:30")
+        status = self.status()
+        self.assertEqual(status["schedule_label"], "tous les jours à 06:30")
+        now = time.time()
+        local = time.localtime(now)
+        target = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 6, 30, 0, 0, 0, -1))
+        if target <= now:
+            target = time.mktime((local.tm_year, local.tm_mon, local.tm_mday + 1, 6, 30, 0, 0, 0,
+                                  -1))
+        self.assertEqual(status["next_run_at"],
+                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(target)))
+        self.assertEqual(self.federation.requests, [])
+
     def test_invalid_schedule_refuses_start(self):
         server = LicolServer(extra_config={"fetch_schedule": "tous les matins"})
         self.addCleanup(server.cleanup)
