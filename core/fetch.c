@@ -793,9 +793,8 @@ static void job_finish(struct fetch *f, const char *outcome)
         log_warn("fetch", "fetch %lld ended: %s after %d attempt(s): %s", (long long)job->run_id,
                  outcome, job->attempt, job->error);
     else
-        log_info("fetch", "fetch %lld ended: %s (HTTP %ld, %llu bytes%s%lld)",
+        log_info("fetch", "fetch %lld ended: %s (HTTP %ld, %llu bytes, import run %lld)",
                  (long long)job->run_id, outcome, job->http_status, job->bytes,
-                 job->import_run_id ? ", import run " : "",
                  (long long)job->import_run_id);
     f->job = NULL;
     job_free(job);
