@@ -257,6 +257,39 @@ static json_t *list_counts(struct app *app, const struct search *search)
     return counts;
 }
 
+/* Counts of recent searches: they do not depend on the page or the sort,
+ * so paging through a result does not count again. */
+#define COUNTS_CACHE_SLOTS 16
+
+struct counts_cache_entry {
+    char q[LIST_MAX_QUERY + 1];
+    json_t *counts;
+    uint64_t generation;
+};
+
+static struct counts_cache_entry counts_cache[COUNTS_CACHE_SLOTS];
+static size_t counts_cache_next;
+
+/* Returns the counts for q (new reference), from the cache when fresh. */
+static json_t *cached_counts(struct app *app, const char *q, const struct search *search,
+                             uint64_t generation)
+{
+    struct counts_cache_entry *e;
+
+    for (size_t i = 0; i < COUNTS_CACHE_SLOTS; i++) {
+        e = &counts_cache[i];
+        if (e->counts != NULL && e->generation == generation && strcmp(e->q, q) == 0)
+            return json_incref(e->counts);
+    }
+    e = &counts_cache[counts_cache_next];
+    counts_cache_next = (counts_cache_next + 1) % COUNTS_CACHE_SLOTS;
+    json_decref(e->counts);
+    e->counts = list_counts(app, search);
+    e->generation = generation;
+    snprintf(e->q, sizeof(e->q), "%s", q);
+    return json_incref(e->counts);
+}
+
 static json_t *list_item(sqlite3_stmt *stmt)
 {
     json_t *item = json_object();
@@ -372,7 +405,7 @@ static void handle_list(struct http_request *req, void *ctx)
         json_array_append_new(items, list_item(stmt));
     sqlite3_reset(stmt);
 
-    counts = list_counts(app, &search);
+    counts = cached_counts(app, q, &search, generation);
     body = json_pack("{s:O,s:i,s:i,s:o,s:o}", "total",
                      json_object_get(counts, role ? role : "tous"), "page", page, "per_page",
                      per_page, "counts", counts, "items", items);

@@ -1,9 +1,13 @@
 #!/bin/sh
 # Benchmark of the staff rider list: GET /api/v1/riders?status=client&per_page=50
 # with a session cookie, against nginx serving a static file of the same
-# size, both with wrk on loopback (64 connections, 10 seconds).
+# size, both with wrk on loopback (64 connections, 10 seconds, 3 rounds).
+# Each server runs on one core (SERVER_CPU) and wrk on another (CLIENT_CPU);
+# nginx gets one worker process, the same CPU budget as licol's loop.
 #
 # Usage: bench/riders/run.sh [path/to/licol]   (default: build/licol)
+# Settings (environment): RIDERS, DURATION, CONNECTIONS, THREADS, ROUNDS,
+# SERVER_CPU, CLIENT_CPU.
 # Needs: wrk, nginx (Debian nginx-light), /usr/bin/python3, curl.
 set -eu
 
@@ -14,6 +18,7 @@ RIDERS=${RIDERS:-10000}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
 # Both servers get the same single core; wrk runs on the other one.
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -116,9 +121,36 @@ NGINX_PID=$!
 sleep 0.5
 
 echo "== machine"
-lscpu | head -n 20
-echo "== riders: $RIDERS, response: $SIZE bytes"
-echo "== licol: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'Cookie: <session>' http://127.0.0.1:PORT$URL_PATH"
-taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$URL_PATH"
-echo "== nginx: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:PORT/riders.json"
-taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$NGINX_PORT/riders.json"
+lscpu | head -n 15
+echo "== load before the run: $(cat /proc/loadavg)"
+echo "== riders: $RIDERS, response: $SIZE bytes, rounds: $ROUNDS"
+# The two servers are measured in alternation, so that load from other
+# programs on the machine affects both alike.
+for round in $(seq "$ROUNDS"); do
+    echo "== round $round licol: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'Cookie: <session>' http://127.0.0.1:PORT$URL_PATH"
+    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$URL_PATH"
+    echo "== round $round nginx: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:PORT/riders.json"
+    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$NGINX_PORT/riders.json"
+done
+echo "== load after the run: $(cat /proc/loadavg)"
+
+# Uncached pages: each page number is a new cache key, so every request
+# runs the list query. For comparison, the same loop on a cached page.
+echo "== cached page 1, then uncached pages 1 to 100 (status=client, per_page=50, one at a time):"
+"$PYTHON" - "$PORT" "$COOKIE" <<'PY'
+import http.client, statistics, sys, time
+port, cookie = int(sys.argv[1]), sys.argv[2]
+conn = http.client.HTTPConnection("127.0.0.1", port)
+def timed(page):
+    start = time.perf_counter()
+    conn.request("GET", "/api/v1/riders?status=client&per_page=50&page=%d" % page, headers={"Cookie": cookie})
+    conn.getresponse().read()
+    return (time.perf_counter() - start) * 1000
+def report(name, times):
+    times.sort()
+    print("%s: median %.2f ms, 90th percentile %.2f ms, max %.2f ms"
+          % (name, statistics.median(times), times[int(len(times) * 0.9)], times[-1]))
+timed(1)
+report("cached", [timed(1) for _ in range(100)])
+report("uncached", [timed(page) for page in range(2, 102)])
+PY
