@@ -420,6 +420,29 @@ test('tabs work with the keyboard', async () => {
   assertEqual(await page.evaluate(() => document.activeElement.dataset.tab), 'tableau-de-bord', 'tab after End');
 });
 
+test('list works with the keyboard', async () => {
+  await goto('/cavaliers');
+  await waitForListSummary();
+  assertEqual(await page.evaluate(() => document.activeElement.tagName), 'H1', 'focus after loading a page');
+
+  // The skip link comes right before the application name.
+  await page.focus('.app-name');
+  await page.keyboard.press('Shift+Tab');
+  assertEqual(await page.evaluate(() => document.activeElement.className), 'skip-link', 'Tab stop before the name');
+  assert(await page.isVisible('.skip-link'), 'the focused skip link is not visible');
+  await page.keyboard.press('Enter');
+  assertEqual(await page.evaluate(() => document.activeElement.id), 'contenu', 'focus after the skip link');
+
+  await page.focus('.status-filter[data-status="comptable"]');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assertEqual(outline, 'solid', 'focus outline of a filter button');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('statut') === 'comptable');
+  await waitForListSummary();
+  assertEqual(JSON.stringify(await rowNames()), JSON.stringify(['MOREAU Agnès']), 'rows after Enter on a filter');
+  await shot('cavaliers-clavier');
+});
+
 test('coming soon tabs show no data', async () => {
   const tabs = ['commandes', 'planning', 'cartes', 'abonnements', 'evenements', 'chevaux', 'solde', 'prestations', 'regularisations', 'tableau-de-bord'];
   await goto(`/cavaliers/${seeded.therese}`);
