@@ -37,7 +37,8 @@ static const char *const statuses[] = {"gerant",    "employe",   "client", "visi
 
 /* Columns: 0 id, 1 last_name, 2 first_name, 3 birth_date, 4 email, 5 phone,
  * 6 mobile, 7 licence_number, 8 latest licence season, 9 licence valid this
- * year, 10 galop, 11 galop label, 12 roles (comma-separated).
+ * year, 10 galop, 11 galop label, 12 roles (comma-separated), 13 consent status
+ * (the consent_person_status view of migrations/0005_consent.sql).
  * Parameters: ?1 role or NULL, ?3 limit, ?4 offset, ?5 current year, and
  * ?2, ?6, ?7, ?8 the LIKE patterns of the search (NULL when unused). The
  * roles of the page come from the same query (an indexed lookup per row), not one query per rider. */
@@ -46,7 +47,8 @@ static const char *const statuses[] = {"gerant",    "employe",   "client", "visi
     " p.licence_number, (SELECT max(season) FROM licence l WHERE l.person_id = p.id),"            \
     " EXISTS (SELECT 1 FROM licence l WHERE l.person_id = p.id AND l.season = ?5),"               \
     " p.galop, g.label,"                                                                           \
-    " (SELECT group_concat(role) FROM person_role r WHERE r.person_id = p.id)"                     \
+    " (SELECT group_concat(role) FROM person_role r WHERE r.person_id = p.id),"                    \
+    " (SELECT cs.status FROM consent_person_status cs WHERE cs.person_id = p.id)"                 \
     " FROM person p LEFT JOIN galop_level g ON g.code = p.galop"                                   \
     " WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM person_role r"                                    \
     "                              WHERE r.person_id = p.id AND r.role = ?1))"                     \
@@ -311,8 +313,8 @@ static json_t *list_item(sqlite3_stmt *stmt)
     json_object_set_new(item, "galop_label", api_column_json(stmt, 11));
     json_object_set_new(item, "roles",
                         api_roles_json(api_roles_parse((const char *)sqlite3_column_text(stmt, 12))));
-    /* NOTE: the consent feature has no table yet; null means "unknown". */
-    json_object_set_new(item, "consent_status", json_null());
+    /* accepte, en_attente, refuse, a_renouveler; null when no terms are published. */
+    json_object_set_new(item, "consent_status", api_column_json(stmt, 13));
     return item;
 }
 
@@ -551,6 +553,43 @@ static json_t *licences_json(struct app *app, int64_t id)
     return out;
 }
 
+/* Login state of a person: {has_login, holder}. holder is the person who
+ * holds, or would hold, the one login of the person's e-mail address
+ * (auth_family_account_holder), or null without an address. */
+static json_t *account_json(struct app *app, int64_t id)
+{
+    sqlite3_stmt *stmt = db_stmt(app->db, "SELECT password_hash IS NOT NULL, email FROM person"
+                                          " WHERE id = ?1");
+    char email[256] = "";
+    int has_login = 0;
+    int64_t holder = 0;
+    json_t *holder_json = json_null();
+
+    if (stmt == NULL)
+        return json_pack("{s:b,s:n}", "has_login", 0, "holder");
+    sqlite3_bind_int64(stmt, 1, id);
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        has_login = sqlite3_column_int(stmt, 0);
+        if (sqlite3_column_type(stmt, 1) != SQLITE_NULL)
+            snprintf(email, sizeof(email), "%s", (const char *)sqlite3_column_text(stmt, 1));
+    }
+    sqlite3_reset(stmt);
+    if (email[0] != '\0')
+        holder = auth_family_account_holder(app->db, email);
+    if (holder > 0 && (stmt = db_stmt(app->db, "SELECT last_name, first_name FROM person"
+                                                " WHERE id = ?1")) != NULL) {
+        sqlite3_bind_int64(stmt, 1, holder);
+        if (sqlite3_step(stmt) == SQLITE_ROW) {
+            json_decref(holder_json);
+            holder_json = json_pack("{s:I,s:s,s:s}", "id", (json_int_t)holder, "last_name",
+                                    (const char *)sqlite3_column_text(stmt, 0), "first_name",
+                                    (const char *)sqlite3_column_text(stmt, 1));
+        }
+        sqlite3_reset(stmt);
+    }
+    return json_pack("{s:b,s:o}", "has_login", has_login, "holder", holder_json);
+}
+
 /* The full record as the user may see it, or NULL when it does not exist. */
 static json_t *rider_json(struct app *app, const struct auth_user *user, int64_t id)
 {
@@ -584,6 +623,7 @@ static json_t *rider_json(struct app *app, const struct auth_user *user, int64_t
                      "updated_at", json_object_get(meta, "updated_at"), "licence_raw",
                      json_object_get(meta, "licence_raw"), "email_invalid",
                      json_object_get(meta, "email_invalid"));
+    json_object_set_new(body, "account", account_json(app, id));
     json_decref(meta);
     json_decref(values);
     return body;

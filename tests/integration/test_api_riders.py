@@ -425,6 +425,35 @@ class FamilyTest(unittest.TestCase):
         self.assertEqual(self.manager.json("DELETE", "/api/v1/riders/%d/family/%d" % (b["id"], link_id))[0], 204)
         self.assertEqual(self.manager.json("GET", "/api/v1/riders/%d" % a["id"])[1]["family"], [])
 
+    def test_account_holder_of_shared_address(self):
+        email = "partage@test.invalid"
+        child = self.create(last_name="Partage", first_name="Enfant", email=email, birth_date="2015-01-01")
+        sibling = self.create(last_name="Partage", first_name="Aîné", email=email, birth_date="2012-01-01")
+
+        def holder(person):
+            account = self.manager.json("GET", "/api/v1/riders/%d" % person["id"])[1]["account"]
+            return account["holder"]["id"] if account["holder"] else None
+
+        # Only minors: the oldest person.
+        self.assertEqual(holder(child), sibling["id"])
+        grandparent = self.create(last_name="Partage", first_name="Aïeule", email=email, birth_date="1950-01-01")
+        # The oldest adult.
+        self.assertEqual(holder(child), grandparent["id"])
+        parent = self.create(last_name="Partage", first_name="Parent", email=email, birth_date="1985-01-01")
+        self.manager.json("POST", "/api/v1/riders/%d/family" % child["id"],
+                          {"person_id": parent["id"], "relationship": "père", "is_legal_guardian": True})
+        # An adult legal guardian comes before an older adult.
+        self.assertEqual(holder(child), parent["id"])
+        self.assertEqual(holder(grandparent), parent["id"])
+        self.assertFalse(self.manager.json("GET", "/api/v1/riders/%d" % parent["id"])[1]["account"]["has_login"])
+        # Whoever has a password holds the login.
+        owner = self.server.add_user(email, "client", PASSWORD, "Partage", "Titulaire")
+        self.assertEqual(holder(child), owner)
+        self.assertTrue(self.manager.json("GET", "/api/v1/riders/%d" % owner)[1]["account"]["has_login"])
+        # Without an address there is no holder.
+        alone = self.create(last_name="Seul")
+        self.assertIsNone(holder(alone))
+
     def test_one_login_per_address(self):
         other = self.server.add_user("autre@test.invalid", "client", PASSWORD, "Autre")
         status, body = self.manager.json("PATCH", "/api/v1/riders/%d" % other, {"email": "famille@test.invalid"})
