@@ -156,6 +156,13 @@ class ConsentLinkTest(ConsentTestCase):
         status, _ = self.manager.json("GET", "/api/v1/consents?status=bidon")
         self.assertEqual(status, 422)
 
+        # The rider list shows the status (core/api_riders.c joins the view).
+        status, riders = self.manager.json("GET", "/api/v1/riders?per_page=200")
+        self.assertEqual(status, 200, riders)
+        shown = {r["id"]: r["consent_status"] for r in riders["items"]}
+        self.assertEqual((shown[parent], shown[child], shown[alone]),
+                         ("accepte", "accepte", "en_attente"))
+
         # Asking again skips those who accepted.
         result = self.request({"person_ids": [parent, child]})
         self.assertEqual((result["queued"], result["up_to_date"]), (0, 2))
