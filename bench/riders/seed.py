@@ -49,8 +49,14 @@ def main():
                 (last, first, birth, email, mobile, licence, rng.choice(GALOPS), search, now, now))
             person = cur.lastrowid
             roll = rng.random()
-            roles = ["client"] if roll < 0.7 else ["visiteur"] if roll < 0.9 else \
-                ["client", "proprietaire"] if roll < 0.97 else ["employe"]
+            if roll < 0.7:
+                roles = ["client"]
+            elif roll < 0.9:
+                roles = ["visiteur"]
+            elif roll < 0.97:
+                roles = ["client", "proprietaire"]
+            else:
+                roles = ["employe"]
             for role in roles:
                 db.execute("INSERT INTO person_role (person_id, role) VALUES (?, ?)", (person, role))
             if rng.random() < 0.8:

@@ -84,7 +84,7 @@ class LoginTest(unittest.TestCase):
         self.assertEqual(body_a["error"]["message"], SAME_MESSAGE)
 
     def test_unknown_email_costs_a_hash(self):
-        # Both answers verify an Argon2id hash, so neither is instant.
+        # Both requests verify an Argon2id hash, so neither is instant.
         start = time.monotonic()
         Session(self.server).json("POST", "/api/v1/session",
                                   {"email": "inconnu@test.invalid", "password": "x" * 12})

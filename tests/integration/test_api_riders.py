@@ -446,7 +446,7 @@ class FamilyTest(unittest.TestCase):
         self.assertEqual(holder(child), parent["id"])
         self.assertEqual(holder(grandparent), parent["id"])
         self.assertFalse(self.manager.json("GET", "/api/v1/riders/%d" % parent["id"])[1]["account"]["has_login"])
-        # Whoever has a password holds the login.
+        # The person with a password holds the login.
         owner = self.server.add_user(email, "client", PASSWORD, "Partage", "Titulaire")
         self.assertEqual(holder(child), owner)
         self.assertTrue(self.manager.json("GET", "/api/v1/riders/%d" % owner)[1]["account"]["has_login"])
