@@ -5,6 +5,7 @@ change, API tokens, and roles.lua edits applied without a restart."""
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import tempfile
 import time
@@ -167,6 +168,18 @@ class LoginTest(unittest.TestCase):
                           " ORDER BY id DESC LIMIT 1").fetchone()[0]
         db.close()
         self.assertAlmostEqual(days, 7, places=3)
+
+
+class SecureCookieTest(unittest.TestCase):
+    def test_cookie_secure_setting(self):
+        server = LicolServer({"cookie_secure": "1"}).start()
+        try:
+            status, headers, _ = server.request(
+                "POST", "/api/v1/session", {"email": MANAGER, "password": server.admin_password})
+            self.assertEqual(status, 200)
+            self.assertIn("; Secure", headers["set-cookie"])
+        finally:
+            server.cleanup()
 
 
 class PasswordTest(unittest.TestCase):
@@ -396,6 +409,16 @@ class RolesReloadTest(unittest.TestCase):
         self.assertTrue(self.wait_for(accountant, "/api/v1/scripts/status", 200))
         status, body = accountant.json("GET", "/api/v1/session")
         self.assertTrue(body["permissions"]["scripts.status"])
+
+    def test_sighup_reloads_scripts(self):
+        before = self.manager.json("GET", "/api/v1/scripts/status")[1]["reloads"]
+        self.server.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        after = before
+        while time.time() < deadline and after == before:
+            time.sleep(0.1)
+            after = self.manager.json("GET", "/api/v1/scripts/status")[1]["reloads"]
+        self.assertEqual(after, before + 1)
 
     def test_broken_roles_edit_keeps_old_rules(self):
         status, before = self.manager.json("GET", "/api/v1/scripts/status")
