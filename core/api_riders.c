@@ -141,8 +141,8 @@ static void search_add(struct search *search, const char *text, size_t len)
     search->count++;
 }
 
-/* Builds the search for q and returns the number of terms. A phone number
- * or a licence number is searched in its stored form. Other text is folded
+/* Builds the search for q and returns the number of terms. A phone number,
+ * an e-mail address or a licence number is searched in its stored form. Other text is folded
  * (accents and case ignored) and split into words, and each word must
  * match. Words past the fourth must match in order. */
 static size_t search_build(const char *q, struct search *search)
@@ -159,6 +159,12 @@ static size_t search_build(const char *q, struct search *search)
         } else {
             search_add(search, value, strlen(value));
         }
+        return search->count;
+    }
+    if (strchr(q, '@') != NULL &&
+        norm_email(q, folded, sizeof(folded), value, sizeof(value)) == NORM_OK) {
+        /* search_text contains the address as stored (lower case). */
+        search_add(search, folded, strlen(folded));
         return search->count;
     }
     if (norm_licence(q, value, sizeof(value)) == NORM_OK &&

@@ -185,6 +185,8 @@ class RidersTest(unittest.TestCase):
             status, body = self.manager.json("GET", "/api/v1/riders?q=" + quote(q))
             self.assertEqual(status, 200)
             self.assertIn(rider["id"], [i["id"] for i in body["items"]], q)
+        status, body = self.manager.json("GET", "/api/v1/riders?q=" + quote("T.Lambert@Example.FR"))
+        self.assertEqual([i["id"] for i in body["items"]], [rider["id"]])
         status, body = self.manager.json("GET", "/api/v1/riders?q=" + quote("100%_"))
         self.assertEqual(body["items"], [])
 
