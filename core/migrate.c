@@ -109,9 +109,23 @@ int migrate_apply(struct db *db, char **err)
                             current, latest);
         return -1;
     }
+    /* Every embedded migration not recorded yet is applied, in number
+     * order, so that one merged late with a lower number still runs. */
     for (int i = 0; i < migrate_embedded_count; i++) {
         const struct migration *m = &migrate_embedded[i];
-        if (m->number <= current)
+        sqlite3_stmt *stmt = db_stmt(db, "SELECT 1 FROM schema_migration"
+                                         " WHERE scope = 'core' AND number = ?1");
+        int recorded;
+
+        if (!stmt) {
+            *err = str_printf("Impossible de lire les migrations : %s",
+                              sqlite3_errmsg(db_handle(db)));
+            return -1;
+        }
+        sqlite3_bind_int(stmt, 1, m->number);
+        recorded = sqlite3_step(stmt) == SQLITE_ROW;
+        sqlite3_reset(stmt);
+        if (recorded)
             continue;
         if (record_and_run(db, "core", m->number, m->name, m->sql, err) < 0)
             return -1;

@@ -67,6 +67,28 @@ static void migrate_rejects_newer_database(void **state)
     free(path);
 }
 
+static void migrate_retries_unrecorded_number(void **state)
+{
+    char *path = temp_db_path();
+    char *err = NULL;
+    struct db *db = db_open(path, &err);
+    const struct migration *first = &migrate_embedded[0];
+
+    assert_int_equal(migrate_apply(db, &err), migrate_embedded_count);
+    /* Forget the first migration as if it had been merged after the others,
+     * and drop what it created. */
+    assert_int_equal(db_exec(db, "PRAGMA foreign_keys = OFF"), 0);
+    assert_int_equal(db_exec(db, "DELETE FROM schema_migration WHERE number = 1"), 0);
+    assert_int_equal(db_exec(db, "DROP TABLE galop_level"), 0);
+    assert_int_equal(migrate_apply(db, &err), -1); /* 0001 fails: person exists */
+    assert_non_null(err);
+    assert_non_null(strstr(err, first->name));
+    free(err);
+    db_close(db);
+    remove_db(path);
+    free(path);
+}
+
 static void open_sets_wal_and_foreign_keys(void **state)
 {
     char *path = temp_db_path();
@@ -121,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(migrate_fresh_database),
         cmocka_unit_test(migrate_rejects_newer_database),
+        cmocka_unit_test(migrate_retries_unrecorded_number),
         cmocka_unit_test(open_sets_wal_and_foreign_keys),
         cmocka_unit_test(open_reports_unwritable_path),
         cmocka_unit_test(statement_cache_reuses),
