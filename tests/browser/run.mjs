@@ -472,6 +472,22 @@ test('create a rider from the form', async () => {
   await page.locator('.message--success', { hasText: 'Fiche créée.' }).waitFor();
 });
 
+test('delete a rider sheet', async () => {
+  await goto('/cavaliers?q=lea%20petit');
+  await waitForListSummary();
+  await page.click('a:has-text("PETIT Léa")');
+  await page.locator('h1', { hasText: 'Léa PETIT' }).waitFor();
+  await page.click('button:has-text("Supprimer la fiche")');
+  await page.locator('dialog button:has-text("Annuler")').click();
+  assert(await page.isVisible('h1:has-text("Léa PETIT")'), 'the sheet left after cancelling');
+  await page.click('button:has-text("Supprimer la fiche")');
+  await page.locator('dialog button:has-text("Supprimer définitivement")').click();
+  await page.waitForURL('**/cavaliers');
+  await page.locator('.message--success', { hasText: 'La fiche de Léa PETIT a été supprimée.' }).waitFor();
+  const found = await apiCall('GET', '/riders?status=tous&q=lea%20petit');
+  assertEqual(found.total, 0, 'people named Léa Petit after the deletion');
+});
+
 test('script status page', async () => {
   await goto('/scripts');
   await page.locator('h1', { hasText: 'État des scripts' }).waitFor();

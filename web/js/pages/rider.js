@@ -4,7 +4,7 @@
 
 import { api, ApiError } from '../api.js';
 import { h, replace, announce, formatDate, formatPhone, personName, ROLES, roleLabel, uniqueId } from '../dom.js';
-import { messageBox, showMessage, showFieldErrors, clearFieldErrors, comingSoonPanel, withBusy } from '../ui.js';
+import { messageBox, showMessage, showFieldErrors, clearFieldErrors, comingSoonPanel, confirmDialog, withBusy } from '../ui.js';
 import { loadCatalogue, buildFieldsets, controlValue } from '../fields_form.js';
 import { familyPanel } from './rider_family.js';
 import { historyPanel } from './rider_history.js';
@@ -154,7 +154,7 @@ function profilePanel(ctx, rider, catalogue, onSaved) {
     });
 
     replace(panel, h('h2', { class: 'visually-hidden' }, 'Profil'), form,
-      rolesSection(ctx, rider, onSaved));
+      rolesSection(ctx, rider, onSaved), deleteSection(ctx, rider));
   };
 }
 
@@ -211,6 +211,36 @@ function rolesSection(ctx, rider, onSaved) {
     });
   });
   return form;
+}
+
+// Deletion of the whole sheet (for example on a request to erase personal
+// data). The server refuses to delete one's own sheet or the last manager.
+function deleteSection(ctx, rider) {
+  const { app } = ctx;
+  if (!app.can('rider.delete') || rider.id === app.user.id) return null;
+  const messages = h('div', { class: 'form-messages' });
+  const button = h('button', { type: 'button', class: 'button button--danger-ghost' }, 'Supprimer la fiche');
+  button.addEventListener('click', async () => {
+    const name = personName({ id: rider.id, last_name: rider.fields.last_name, first_name: rider.fields.first_name });
+    const ok = await confirmDialog('Supprimer la fiche',
+      `La fiche de ${name}, ses licences, ses liens familiaux et ses champs seront supprimés définitivement. L'historique des modifications est conservé.`,
+      'Supprimer définitivement');
+    if (!ok) return;
+    await withBusy(button, 'Suppression…', async () => {
+      try {
+        await api('DELETE', `/riders/${rider.id}`);
+        app.flash = { kind: 'success', message: `La fiche de ${name} a été supprimée.` };
+        app.navigate('/cavaliers');
+      } catch (err) {
+        if (err.status !== 401) showMessage(messages, 'error', err.message);
+      }
+    });
+  });
+  return h('section', { class: 'fieldset danger-zone', 'aria-labelledby': 'titre-suppression' },
+    h('h3', { id: 'titre-suppression' }, 'Suppression'),
+    messages,
+    h('p', { class: 'muted' }, 'Supprime la fiche et tout ce qui s’y rattache. Cette action est irréversible.'),
+    button);
 }
 
 // ---- licences tab -------------------------------------------------------
