@@ -60,13 +60,14 @@ static int queue_mails(struct db *db, const struct outbox_config *cfg, long coun
             {"club", "Écurie du Moulin"},
             {"lien", link},
             {"expiration", "18 décembre 2026 à 20 h 00"},
+            {"famille", ""},
         };
         struct outbox_mail mail = {.kind = "recuperation", .to_name = "Léa Martin--Durand",
                                    .to_address = address};
 
         snprintf(address, sizeof(address), "rider%06ld@example.test", i);
         snprintf(link, sizeof(link), "https://club.test/mot-de-passe?jeton=%032ld", i);
-        if (outbox_queue_template(db, cfg, &mail, "recuperation", vars, 5, NULL, &err) < 0) {
+        if (outbox_queue_template(db, cfg, &mail, "recuperation", vars, 6, NULL, &err) < 0) {
             fprintf(stderr, "queueing failed: %s\n", err);
             free(err);
             db_rollback(db);

@@ -509,6 +509,7 @@ static void shipped_templates_render(void **state)
         {"club", "Écurie du Moulin"},
         {"lien", "https://club.test/mot-de-passe?jeton=abc_DEF-123"},
         {"expiration", "18 décembre 2026 à 20 h 00"},
+        {"famille", ""},
     };
     char dir[512];
 
@@ -517,7 +518,7 @@ static void shipped_templates_render(void **state)
         struct mail_content content;
         char *err = NULL;
 
-        if (mail_template_render(dir, names[i], vars, 5, &content, &err) < 0)
+        if (mail_template_render(dir, names[i], vars, 6, &content, &err) < 0)
             fail_msg("template %s: %s", names[i], err);
         assert_non_null(strstr(content.subject, "Écurie du Moulin"));
         assert_non_null(strstr(content.text, "Écurie du Moulin"));

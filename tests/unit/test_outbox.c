@@ -214,6 +214,7 @@ static void template_mail_decodes_at_sink(void **state)
         {"club", CLUB_NAME},
         {"lien", LINK},
         {"expiration", "18 décembre 2026 à 20 h 00"},
+        {"famille", ""},
     };
     struct outbox_mail mail = {
         .kind = "recuperation",
@@ -229,7 +230,7 @@ static void template_mail_decodes_at_sink(void **state)
     const char *text, *html;
 
     assert_int_equal(smtp_sink_run(&f->sink, NULL), 0);
-    assert_int_equal(outbox_queue_template(f->db, &f->cfg, &mail, "recuperation", vars, 5, &id, &err),
+    assert_int_equal(outbox_queue_template(f->db, &f->cfg, &mail, "recuperation", vars, 6, &id, &err),
                      0);
     assert_string_equal(mail_state(f, id), "queued");
     assert_true(run_sender(f, all_sent, &want, 10000, NULL));
@@ -241,7 +242,7 @@ static void template_mail_decodes_at_sink(void **state)
     assert_int_equal(smtp_sink_wait(&f->sink, 1, 2000), 1);
     received = smtp_sink_message(&f->sink, 1);
     assert_non_null(received);
-    assert_int_equal(mail_template_render(f->cfg.template_dir, "recuperation", vars, 5, &expected,
+    assert_int_equal(mail_template_render(f->cfg.template_dir, "recuperation", vars, 6, &expected,
                                           &err),
                      0);
     headers = json_object_get(received, "headers");
