@@ -197,13 +197,21 @@ void api_data_changed(void)
 
 uint64_t api_data_generation(struct app *app)
 {
-    sqlite3_stmt *stmt = db_stmt(app->db, "PRAGMA data_version");
-    uint64_t external = 0;
+    static uint64_t external, external_tick = UINT64_MAX;
+    uint64_t tick = uv_now(app->loop);
 
-    if (stmt != NULL && sqlite3_step(stmt) == SQLITE_ROW)
-        external = (uint64_t)sqlite3_column_int64(stmt, 0);
-    if (stmt != NULL)
-        sqlite3_reset(stmt);
+    /* Reading data_version opens a read transaction, which costs file
+     * lock system calls. It is read once per loop time tick (1 ms), so an
+     * external commit shows at the latest one tick later. */
+    if (tick != external_tick) {
+        sqlite3_stmt *stmt = db_stmt(app->db, "PRAGMA data_version");
+
+        if (stmt != NULL && sqlite3_step(stmt) == SQLITE_ROW)
+            external = (uint64_t)sqlite3_column_int64(stmt, 0);
+        if (stmt != NULL)
+            sqlite3_reset(stmt);
+        external_tick = tick;
+    }
     /* data_version grows when another connection commits, and
      * total_changes when this connection (any module on the loop thread)
      * writes a row. All three terms only grow, so their sum changes

@@ -126,11 +126,37 @@ echo "== load before the run: $(cat /proc/loadavg)"
 echo "== riders: $RIDERS, response: $SIZE bytes, rounds: $ROUNDS"
 # The two servers are measured in alternation, so that load from other
 # programs on the machine affects both alike.
+# CPU time (user + system, in clock ticks) used so far by the processes
+# whose ids are given.
+cpu_ticks() {
+    total=0
+    for pid in "$@"; do
+        ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+        total=$((total + ticks))
+    done
+    echo "$total"
+}
+
+# Runs wrk against a URL and prints, after its report, the server's CPU
+# time per request, which depends much less on other load than the rate.
+measure() {
+    label=$1 url=$2 pids=$3
+    shift 3
+    before=$(cpu_ticks $pids)
+    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" \
+        | tee "$TMP/wrk.txt"
+    after=$(cpu_ticks $pids)
+    requests=$(awk '/requests in/ { print $1 }' "$TMP/wrk.txt")
+    awk -v t=$((after - before)) -v n="$requests" -v hz="$(getconf CLK_TCK)" -v l="$label" \
+        'BEGIN { printf "%s CPU per request: %.1f us (%d requests)\n", l, t / hz / n * 1e6, n }'
+}
+
+NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
 for round in $(seq "$ROUNDS"); do
     echo "== round $round licol: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -H 'Cookie: <session>' http://127.0.0.1:PORT$URL_PATH"
-    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT$URL_PATH"
+    measure licol "http://127.0.0.1:$PORT$URL_PATH" "$LICOL_PID" -H "Cookie: $COOKIE"
     echo "== round $round nginx: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:PORT/riders.json"
-    taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$NGINX_PORT/riders.json"
+    measure nginx "http://127.0.0.1:$NGINX_PORT/riders.json" "$NGINX_PIDS"
 done
 echo "== load after the run: $(cat /proc/loadavg)"
 
