@@ -150,6 +150,14 @@ test('empty login fields show errors', async () => {
   assertEqual(await page.getAttribute('input[name="email"]', 'aria-invalid'), 'true', 'aria-invalid on e-mail');
 });
 
+test('forgotten password link', async () => {
+  await page.click('a:has-text("Mot de passe oublié ?")');
+  await page.waitForURL('**/choisir-mot-de-passe.html');
+  assertEqual(await page.locator('h1', { hasText: 'Page introuvable' }).count(), 0, 'the static page was routed by the application');
+  await goto('/connexion');
+  await page.locator('input[name="email"]').waitFor();
+});
+
 test('forced password change', async () => {
   await page.fill('input[name="email"]', server.adminEmail);
   await page.fill('input[name="password"]', server.adminPassword);
@@ -293,15 +301,37 @@ test('row selection and bulk action bar', async () => {
   await goto('/cavaliers?statut=client');
   await waitForListSummary();
   const button = page.locator('.bulk button', { hasText: 'Envoyer mail de récupération' });
-  assert(await button.isDisabled(), 'the recovery mail button is enabled before the mail routes exist');
+  assert(await button.isDisabled(), 'the recovery mail button is enabled with nobody selected');
   await page.locator('table tbody tr').nth(0).locator('input[type="checkbox"]').check();
   await page.locator('table tbody tr').nth(1).locator('input[type="checkbox"]').check();
   assertEqual((await page.locator('.bulk__count').textContent()).trim(), '2 cavaliers sélectionnés.', 'selection count');
+  assert(await button.isEnabled(), 'the recovery mail button is disabled with two people selected');
   await page.locator('thead input[type="checkbox"]').check();
   assert((await page.locator('.bulk__count').textContent()).includes('31'), 'select all on the page');
   await shot('cavaliers-selection');
   await page.click('text=Tout désélectionner');
   assertEqual((await page.locator('.bulk__count').textContent()).trim(), 'Aucun cavalier sélectionné.', 'count after clearing');
+});
+
+test('recovery mail to a selection', async () => {
+  await goto('/cavaliers?q=dupont');
+  await waitForListSummary();
+  await page.locator(`tr[data-id="${seeded.therese}"] input[type="checkbox"]`).check();
+  await page.fill('input[type="search"][name="q"]', 'cavalier01');
+  await page.press('input[type="search"][name="q"]', 'Enter');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('q') === 'cavalier01');
+  await waitForListSummary();
+  await page.locator('table tbody tr').first().locator('input[type="checkbox"]').check();
+  assertEqual((await page.locator('.bulk__count').textContent()).trim(), '2 cavaliers sélectionnés.', 'selection kept across searches');
+
+  await page.click('.bulk button:has-text("Envoyer mail de récupération")');
+  await page.locator('dialog button:has-text("Envoyer")').click();
+  const result = page.locator('.bulk__result .message');
+  await result.waitFor();
+  const text = await result.textContent();
+  assert(text.includes('1 mail mis en file'), `unexpected result: ${text}`);
+  assert(text.includes('CAVALIER01') || text.includes('Cavalier01'), `the person without e-mail is not listed: ${text}`);
+  await shot('cavaliers-mail-recuperation');
 });
 
 test('open and edit a profile', async () => {
@@ -671,6 +701,8 @@ test('accountant reads sheets without editing', async () => {
   try {
     assertEqual(JSON.stringify(await navLabels(accountant)), JSON.stringify(['Cavaliers']), 'navigation');
     assertEqual(await accountant.locator('a:has-text("Nouveau cavalier")').count(), 0, '"Nouveau cavalier" buttons');
+    await accountant.locator('.list-summary:not(:empty)').waitFor();
+    assertEqual(await accountant.locator('table input[type="checkbox"]').count(), 0, 'selection boxes without a bulk action');
     await accountant.goto(`${server.baseUrl}/cavaliers/${seeded.therese}`);
     await accountant.locator('h1', { hasText: 'Thérèse DUPONT' }).waitFor();
     assertEqual(await accountant.locator('button:has-text("Enregistrer les modifications")').count(), 0, 'save buttons');

@@ -265,6 +265,9 @@ document.addEventListener('click', (event) => {
   if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
   const href = link.getAttribute('href');
   if (!href || !href.startsWith('/') || href.startsWith('/api/') || link.hasAttribute('download') || link.target) return;
+  // Static pages such as /choisir-mot-de-passe.html are not routes of
+  // this application: the browser loads them.
+  if (href.split(/[?#]/)[0].split('/').pop().includes('.')) return;
   event.preventDefault();
   if (href !== location.pathname + location.search) app.navigate(href);
 });

@@ -23,7 +23,8 @@ export async function loginPage(ctx) {
   };
   const submit = h('button', { type: 'submit', class: 'button' }, 'Se connecter');
   const form = h('form', { class: 'form', novalidate: true },
-    messages, fields.email.element, fields.password.element, h('div', { class: 'actions' }, submit));
+    messages, fields.email.element, fields.password.element,
+    h('div', { class: 'actions' }, submit, h('a', { href: '/choisir-mot-de-passe.html' }, 'Mot de passe oublié ?')));
 
   if (ctx.flash) showMessage(messages, ctx.flash.kind, ctx.flash.message);
 

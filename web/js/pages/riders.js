@@ -5,7 +5,7 @@
 
 import { api, query } from '../api.js';
 import { h, replace, announce, formatDate, formatPhone, plural, ROLES, roleLabel, uniqueId } from '../dom.js';
-import { messageBox, showMessage } from '../ui.js';
+import { messageBox, showMessage, confirmDialog, withBusy } from '../ui.js';
 
 const STATUS_FILTERS = [...ROLES, ['tous', 'Tous']];
 const STATUS_PLURALS = {
@@ -69,6 +69,37 @@ function consentBadge(status) {
   return h('span', { class: `badge ${badge[1]}` }, badge[0]);
 }
 
+// Sends the recovery mail to the selected people (POST
+// /api/v1/recovery-mails) after a confirmation, and reports who has no
+// usable address.
+async function sendRecoveryMails(selected, button, resultBox) {
+  const count = selected.size;
+  const ok = await confirmDialog('Envoyer le mail de récupération',
+    `${plural(count, 'personne sélectionnée', 'personnes sélectionnées')} recevront un lien pour choisir leur mot de passe (un seul mail par adresse partagée).`,
+    'Envoyer');
+  if (!ok) return;
+  await withBusy(button, 'Envoi…', async () => {
+    replace(resultBox);
+    let result;
+    try {
+      result = await api('POST', '/recovery-mails', { person_ids: [...selected.keys()] });
+    } catch (err) {
+      if (err.status !== 401) showMessage(resultBox, 'error', err.message);
+      return;
+    }
+    const lines = [];
+    lines.push(`${plural(result.queued || 0, 'mail mis', 'mails mis')} en file d'envoi (${plural(result.addresses || 0, 'adresse')}).`);
+    if (result.already_sent) lines.push(`${plural(result.already_sent, 'adresse avait', 'adresses avaient')} déjà reçu ce mail.`);
+    const without = result.without_email || [];
+    showMessage(resultBox, without.length ? 'info' : 'success', lines.join(' '),
+      without.length ? [
+        h('p', {}, `Sans adresse e-mail valable (${without.length}) : contactez ces personnes autrement ou corrigez leur fiche.`),
+        h('ul', {}, without.map((person) => h('li', {}, h('a', { href: `/cavaliers/${person.id}` }, person.name || `Personne n° ${person.id}`), ` : ${person.reason}`))),
+      ] : null);
+    announce(lines.join(' '));
+  });
+}
+
 export async function ridersPage(ctx) {
   const { app, main } = ctx;
   const state = readState(ctx.query);
@@ -130,15 +161,19 @@ export async function ridersPage(ctx) {
     h('div', { class: 'field field--inline' }, h('label', { for: sortId }, 'Trier par'), sortSelect),
     h('div', { class: 'field field--inline' }, h('label', { for: sizeId }, 'Affichage'), sizeSelect));
 
-  // ---- bulk actions bar ----
+  // ---- bulk actions bar (shown when at least one bulk action is allowed) ----
+  const bulkEnabled = app.can('mail.send');
   const selectionCount = h('p', { class: 'bulk__count', 'aria-live': 'polite' });
   const clearSelection = h('button', { type: 'button', class: 'button button--small button--secondary', onclick: () => { selected.clear(); renderRows(lastItems); } }, 'Tout désélectionner');
   const recoveryNoteId = uniqueId('note-recuperation');
   const recoveryButton = h('button', { type: 'button', class: 'button button--small', disabled: true, 'aria-describedby': recoveryNoteId }, 'Envoyer mail de récupération');
-  const bulkBar = h('section', { class: 'bulk', 'aria-label': 'Actions sur la sélection' },
+  const bulkResult = h('div', { class: 'bulk__result' });
+  recoveryButton.addEventListener('click', () => sendRecoveryMails(selected, recoveryButton, bulkResult));
+  const bulkBar = bulkEnabled ? h('section', { class: 'bulk', 'aria-label': 'Actions sur la sélection' },
     selectionCount,
     h('div', { class: 'bulk__actions' }, recoveryButton, clearSelection),
-    h('p', { class: 'bulk__note', id: recoveryNoteId }, "Bientôt disponible : l'envoi du mail de récupération de compte n'est pas encore en service."));
+    h('p', { class: 'bulk__note', id: recoveryNoteId }, 'Envoie à chaque personne sélectionnée un lien pour choisir son mot de passe. Une famille qui partage une adresse reçoit un seul mail.'),
+    bulkResult) : null;
 
   const feedback = h('div', { class: 'list-feedback' });
   const summary = h('p', { class: 'list-summary' });
@@ -159,6 +194,7 @@ export async function ridersPage(ctx) {
     pagination);
 
   function updateSelectionBar() {
+    recoveryButton.disabled = selected.size === 0;
     selectionCount.textContent = selected.size === 0
       ? 'Aucun cavalier sélectionné.'
       : `${plural(selected.size, 'cavalier sélectionné', 'cavaliers sélectionnés')}.`;
@@ -209,7 +245,7 @@ export async function ridersPage(ctx) {
       });
       const contact = [item.email, formatPhone(item.mobile || item.phone)].filter(Boolean);
       return h('tr', { 'data-id': item.id },
-        h('td', { class: 'cell-select' }, box),
+        bulkEnabled ? h('td', { class: 'cell-select' }, box) : null,
         h('th', { scope: 'row', 'data-label': 'Nom', class: 'cell-name' }, h('a', { href: `/cavaliers/${item.id}` }, name)),
         h('td', { 'data-label': 'Naissance' }, formatDate(item.birth_date) || h('span', { class: 'muted' }, 'inconnue')),
         h('td', { 'data-label': 'Licence' },
@@ -223,7 +259,7 @@ export async function ridersPage(ctx) {
     replace(tableHolder, h('table', { class: 'table table--cards' },
       h('caption', { class: 'visually-hidden' }, `Cavaliers : ${STATUS_PLURALS[state.status].toLowerCase()}, page ${state.page}`),
       h('thead', {}, h('tr', {},
-        h('th', { scope: 'col', class: 'cell-select' }, selectAll),
+        bulkEnabled ? h('th', { scope: 'col', class: 'cell-select' }, selectAll) : null,
         h('th', { scope: 'col', 'aria-sort': ariaSort('nom') }, 'Nom'),
         h('th', { scope: 'col', 'aria-sort': ariaSort('naissance') }, 'Naissance'),
         h('th', { scope: 'col', 'aria-sort': ariaSort('licence') }, 'Licence'),
