@@ -30,6 +30,11 @@ void api_respond_validation(struct http_request *req, json_t *fields);
 void api_respond_errorf(struct http_request *req, int status, const char *code, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
 
+/* Reads the query parameter name as an integer: fallback when absent or
+ * empty, max when larger than max, -1 when it is not an integer or is
+ * below min (the caller responds 422). */
+int api_query_int(struct http_request *req, const char *name, int fallback, int min, int max);
+
 /* Responds 500 for a database failure and logs the SQLite message. */
 void api_respond_db_error(struct http_request *req, struct app *app, const char *what);
 
@@ -95,6 +100,7 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
 
 /* Route registration of each API file. */
 void api_riders_register_routes(struct app *app);
+void api_riders_list_register_routes(struct app *app);
 void api_family_register_routes(struct app *app);
 void api_misc_register_routes(struct app *app);
 void api_import_register_routes(struct app *app);

@@ -152,6 +152,20 @@ void api_respond_db_error(struct http_request *req, struct app *app, const char 
                        "Erreur interne de la base de données ; réessayez plus tard.");
 }
 
+int api_query_int(struct http_request *req, const char *name, int fallback, int min, int max)
+{
+    char text[16];
+    char *end;
+    long value;
+
+    if (!http_query_param(req, name, text, sizeof(text)) || text[0] == '\0')
+        return fallback;
+    value = strtol(text, &end, 10);
+    if (*end != '\0' || value < min)
+        return -1;
+    return value > max ? max : (int)value;
+}
+
 int64_t api_param_id(struct http_request *req, const char *name)
 {
     const char *text = http_param(req, name);
