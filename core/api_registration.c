@@ -324,7 +324,8 @@ static json_t *check_consents(struct app *app, json_t *answers, json_t *errors)
             continue;
         }
         json_array_append_new(decisions,
-                              json_pack("{s:s,s:O,s:O,s:b}", "document", key, "version_id",
+                              json_pack("{s:s,s:O,s:O,s:O,s:b}", "document", key, "title",
+                                        json_object_get(doc, "title"), "version_id",
                                         json_object_get(doc, "version_id"), "hash",
                                         json_object_get(doc, "hash"), "accepted", accepted));
     }
