@@ -28,48 +28,62 @@ static const char *const statuses[] = {"gerant",    "employe",   "client", "visi
 
 /* ---- list ------------------------------------------------------------------ */
 
-/* Columns: 0 id, 1 last_name, 2 first_name, 3 birth_date, 4 email, 5 phone,
+/* The page is chosen first, from person ids alone, so that rows skipped by
+ * OFFSET cost one index entry each (the name indexes cover the ids), and
+ * the columns below are computed for the 50 rows shown only.
+ *
+ * Columns: 0 id, 1 last_name, 2 first_name, 3 birth_date, 4 email, 5 phone,
  * 6 mobile, 7 licence_number, 8 latest licence season, 9 licence valid this
- * year, 10 galop, 11 galop label, 12 roles (comma-separated), 13 consent status
- * (the consent_person_status view of migrations/0005_consent.sql).
+ * year, 10 galop, 11 galop label, 12 roles (comma-separated), 13 consent
+ * status (the consent_person_status view of migrations/0005_consent.sql).
  * Parameters: ?1 role or NULL, ?3 limit, ?4 offset, ?5 current year, and
- * ?2, ?6, ?7, ?8 the LIKE patterns of the search (NULL when unused). The
- * roles of the page come from the same query (an indexed lookup per row), not one query per rider. */
-#define LIST_SQL(order)                                                                            \
+ * in the search variant ?2, ?6, ?7, ?8 the LIKE patterns (NULL when
+ * unused). The roles of the page come from the same query (an indexed
+ * lookup per row), not from one query per rider. */
+#define LIST_SEARCH                                                                                \
+    " AND p.search_text LIKE ?2 ESCAPE '\\'"                                                      \
+    " AND (?6 IS NULL OR p.search_text LIKE ?6 ESCAPE '\\')"                                       \
+    " AND (?7 IS NULL OR p.search_text LIKE ?7 ESCAPE '\\')"                                       \
+    " AND (?8 IS NULL OR p.search_text LIKE ?8 ESCAPE '\\')"
+#define LIST_SQL(filter, order)                                                                    \
     "SELECT p.id, p.last_name, p.first_name, p.birth_date, p.email, p.phone, p.mobile,"            \
     " p.licence_number, (SELECT max(season) FROM licence l WHERE l.person_id = p.id),"            \
     " EXISTS (SELECT 1 FROM licence l WHERE l.person_id = p.id AND l.season = ?5),"               \
     " p.galop, g.label,"                                                                           \
     " (SELECT group_concat(role) FROM person_role r WHERE r.person_id = p.id),"                    \
     " (SELECT cs.status FROM consent_person_status cs WHERE cs.person_id = p.id)"                 \
-    " FROM person p LEFT JOIN galop_level g ON g.code = p.galop"                                   \
-    " WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM person_role r"                                    \
-    "                              WHERE r.person_id = p.id AND r.role = ?1))"                     \
-    " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\')"                                       \
-    " AND (?6 IS NULL OR p.search_text LIKE ?6 ESCAPE '\\')"                                       \
-    " AND (?7 IS NULL OR p.search_text LIKE ?7 ESCAPE '\\')"                                       \
-    " AND (?8 IS NULL OR p.search_text LIKE ?8 ESCAPE '\\')"                                       \
-    " ORDER BY " order " LIMIT ?3 OFFSET ?4"
+    " FROM (SELECT p.id AS page_id FROM person p"                                                  \
+    "       WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM person_role r"                              \
+    "                                    WHERE r.person_id = p.id AND r.role = ?1))" filter       \
+    "       ORDER BY " order " LIMIT ?3 OFFSET ?4) page"                                           \
+    " JOIN person p ON p.id = page.page_id LEFT JOIN galop_level g ON g.code = p.galop"            \
+    " ORDER BY " order
+#define LIST_SORT(key, order) {key, LIST_SQL("", order), LIST_SQL(LIST_SEARCH, order)}
+
+/* Galop sorts use the rank through a subquery so that the ORDER BY reads
+ * columns of person only, in the inner and the outer query alike. */
+#define GALOP_RANK "(SELECT rank FROM galop_level r WHERE r.code = p.galop)"
 
 static const struct {
     const char *key;
-    const char *sql;
+    const char *sql;        /* without search */
+    const char *sql_search; /* with search terms */
 } list_sorts[] = {
-    {"nom", LIST_SQL("p.last_name COLLATE NOCASE, p.first_name COLLATE NOCASE, p.id")},
-    {"-nom",
-     LIST_SQL("p.last_name COLLATE NOCASE DESC, p.first_name COLLATE NOCASE DESC, p.id DESC")},
-    {"prenom", LIST_SQL("p.first_name COLLATE NOCASE, p.last_name COLLATE NOCASE, p.id")},
-    {"-prenom",
-     LIST_SQL("p.first_name COLLATE NOCASE DESC, p.last_name COLLATE NOCASE DESC, p.id DESC")},
-    {"naissance", LIST_SQL("p.birth_date IS NULL, p.birth_date, p.id")},
-    {"-naissance", LIST_SQL("p.birth_date IS NULL, p.birth_date DESC, p.id DESC")},
-    {"licence", LIST_SQL("p.licence_number IS NULL, p.licence_number, p.id")},
-    {"-licence", LIST_SQL("p.licence_number IS NULL, p.licence_number DESC, p.id DESC")},
-    {"galop", LIST_SQL("g.rank IS NULL, g.rank, p.last_name COLLATE NOCASE, p.id")},
-    {"-galop", LIST_SQL("g.rank IS NULL, g.rank DESC, p.last_name COLLATE NOCASE, p.id")},
+    LIST_SORT("nom", "p.last_name COLLATE NOCASE, p.first_name COLLATE NOCASE, p.id"),
+    LIST_SORT("-nom", "p.last_name COLLATE NOCASE DESC, p.first_name COLLATE NOCASE DESC, p.id DESC"),
+    LIST_SORT("prenom", "p.first_name COLLATE NOCASE, p.last_name COLLATE NOCASE, p.id"),
+    LIST_SORT("-prenom",
+              "p.first_name COLLATE NOCASE DESC, p.last_name COLLATE NOCASE DESC, p.id DESC"),
+    LIST_SORT("naissance", "p.birth_date IS NULL, p.birth_date, p.id"),
+    LIST_SORT("-naissance", "p.birth_date IS NULL, p.birth_date DESC, p.id DESC"),
+    LIST_SORT("licence", "p.licence_number IS NULL, p.licence_number, p.id"),
+    LIST_SORT("-licence", "p.licence_number IS NULL, p.licence_number DESC, p.id DESC"),
+    LIST_SORT("galop", GALOP_RANK " IS NULL, " GALOP_RANK ", p.last_name COLLATE NOCASE, p.id"),
+    LIST_SORT("-galop",
+              GALOP_RANK " IS NULL, " GALOP_RANK " DESC, p.last_name COLLATE NOCASE, p.id"),
     /* "maj" lists the most recently updated first. */
-    {"maj", LIST_SQL("p.updated_at DESC, p.id DESC")},
-    {"-maj", LIST_SQL("p.updated_at, p.id")},
+    LIST_SORT("maj", "p.updated_at DESC, p.id DESC"),
+    LIST_SORT("-maj", "p.updated_at, p.id"),
 };
 #define SORT_COUNT (sizeof(list_sorts) / sizeof(list_sorts[0]))
 
@@ -310,8 +324,8 @@ static void handle_list(struct http_request *req, void *ctx)
     char status[32] = "tous", sort[32] = "nom", q[LIST_MAX_QUERY + 1] = "";
     static const int list_params[SEARCH_TERMS] = {2, 6, 7, 8};
     struct search search;
-    const char *role = NULL, *sql = NULL;
-    int page, per_page, year;
+    const char *role = NULL;
+    int page, per_page, year, sort_index = -1;
     char *key = NULL, *text = NULL;
     struct list_cache_entry *hit;
     struct script_version *version = NULL;
@@ -349,9 +363,9 @@ static void handle_list(struct http_request *req, void *ctx)
     }
     for (size_t i = 0; i < SORT_COUNT; i++) {
         if (strcmp(sort, list_sorts[i].key) == 0)
-            sql = list_sorts[i].sql;
+            sort_index = (int)i;
     }
-    if (sql == NULL) {
+    if (sort_index < 0) {
         api_respond_validation(req, json_pack("{s:s}", "sort", "Tri inconnu."));
         return;
     }
@@ -375,14 +389,15 @@ static void handle_list(struct http_request *req, void *ctx)
         return;
     }
 
-    stmt = db_stmt(app->db, sql);
+    search_build(q, &search);
+    stmt = db_stmt(app->db, search.count > 0 ? list_sorts[sort_index].sql_search
+                                             : list_sorts[sort_index].sql);
     if (stmt == NULL) {
         free(key);
         api_respond_db_error(req, app, "rider list");
         return;
     }
     db_bind_text_or_null(stmt, 1, role);
-    search_build(q, &search);
     search_bind(stmt, &search, list_params);
     sqlite3_bind_int(stmt, 3, per_page);
     sqlite3_bind_int64(stmt, 4, (sqlite3_int64)(page - 1) * per_page);
