@@ -68,11 +68,6 @@ static const char *const submitted_message =
 static const char *const statuses[] = {"email_pending", "to_validate", "validated", "refused"};
 #define STATUS_COUNT (sizeof(statuses) / sizeof(statuses[0]))
 
-/* NOTE: the consent module (core/consent.c) is written in parallel. Until
- * it is linked in, these weak references are NULL: the form shows no
- * documents and no proof is recorded (a warning is logged). */
-#pragma weak consent_record
-#pragma weak consent_current_documents
 
 static int form_has_key(const struct fields_catalogue *fields, const char *key)
 {
@@ -116,10 +111,8 @@ static const struct auth_user *form_user(void)
 
 static json_t *documents_json(struct app *app)
 {
-    json_t *docs = NULL;
+    json_t *docs = consent_current_documents(app->db);
 
-    if (consent_current_documents != NULL)
-        docs = consent_current_documents(app->db);
     return docs != NULL ? docs : json_array();
 }
 
@@ -842,12 +835,6 @@ static int record_consents(struct app *app, json_t *row, int64_t person_id)
 
     if (json_array_size(json_object_get(row, "consents")) == 0)
         return 0;
-    if (consent_record == NULL) {
-        log_warn("registration", "registration %lld: consent module missing, %zu consents of "
-                 "person %lld not recorded", (long long)row_int(row, "id"),
-                 json_array_size(json_object_get(row, "consents")), (long long)person_id);
-        return 0;
-    }
     json_array_foreach(json_object_get(row, "consents"), i, decision) {
         struct consent_proof proof = {
             .person_id = person_id,

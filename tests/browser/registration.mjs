@@ -184,13 +184,25 @@ function sql(statement) {
   return result.stdout.trim();
 }
 
-// Publishes version 1 of the terms of use and of the photo consent, as the
-// consent module stores them.
-function publishDocuments() {
-  for (const [key, text] of [['cgu', 'Le club accueille les cavaliers selon les règles suivantes…'], ['photos', 'Le club peut publier des photos des cours.']]) {
-    sql(`INSERT INTO consent_version (document_id, version, title, text, hash, published_at)
-         SELECT id, 1, title, '${text}', printf('%064d', id), '2026-01-01T00:00:00Z' FROM consent_document WHERE key = '${key}';
-         UPDATE consent_document SET current_version_id = last_insert_rowid() WHERE key = '${key}';`);
+// Publishes version 1 of the terms of use and of the photo consent through
+// the consent API, logged in as staff outside the browser.
+async function publishDocuments() {
+  const login = await fetch(`${server.baseUrl}/api/v1/session`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(STAFF),
+  });
+  if (login.status !== 200) throw new Error(`staff login: ${login.status}`);
+  const cookie = login.headers.get('set-cookie').split(';')[0];
+  const { csrf_token: csrf } = await login.json();
+  for (const [key, title, text] of [
+    ['cgu', 'Conditions générales d’utilisation', 'Le club accueille les cavaliers selon les règles suivantes…'],
+    ['photos', 'Utilisation de photos où je figure', 'Le club peut publier des photos des cours.'],
+  ]) {
+    const response = await fetch(`${server.baseUrl}/api/v1/consents/documents/${key}/versions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Cookie: cookie, 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ title, text }),
+    });
+    if (response.status >= 300) throw new Error(`publishing ${key}: ${response.status} ${await response.text()}`);
   }
 }
 
@@ -369,7 +381,7 @@ async function main() {
     if (imported.status !== 0) throw new Error(`licol import failed: ${imported.stderr}`);
     await server.start();
     server.addUser({ email: STAFF.email, role: 'employe', lastName: 'Accueil', firstName: 'Inès', password: STAFF.password });
-    publishDocuments();
+    await publishDocuments();
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
