@@ -493,6 +493,32 @@ static void handle_link_get(struct http_request *req, void *ctx)
                                 public_documents(app->db)));
 }
 
+/* Runs the plugins' consent_recorded hook once per person, with
+ * {person_id, decisions: {key: decision}, channel}. Their return values
+ * are only logged on failure: the decision is already committed. */
+static void notify_plugins(struct app *app, json_t *body, const int64_t *people, size_t npeople,
+                           enum consent_channel channel)
+{
+    struct api_scripts scripts;
+
+    api_scripts_acquire(app, &scripts);
+    if (scripts.state != NULL && script_has_hook(scripts.state, SCRIPT_HOOK_CONSENT_RECORDED)) {
+        for (size_t i = 0; i < npeople; i++) {
+            json_t *payload = json_pack("{s:I,s:O,s:s}", "person_id", (json_int_t)people[i],
+                                        "decisions", json_object_get(body, "decisions"), "channel",
+                                        consent_channel_name(channel));
+            json_t *result = NULL;
+
+            if (script_run_hook(scripts.state, SCRIPT_HOOK_CONSENT_RECORDED, payload, &result) != 0)
+                log_warn("consent", "a consent_recorded hook failed for person %lld",
+                         (long long)people[i]);
+            json_decref(result);
+            json_decref(payload);
+        }
+    }
+    api_scripts_release(&scripts);
+}
+
 /* Records decisions {document key: "accepted"|"refused"|"withdrawn"} with
  * the version ids shown {key: version_id} for each person of people (ids
  * checked by the caller). Responds. */
@@ -573,6 +599,7 @@ static void record_decisions(struct http_request *req, struct app *app, json_t *
         return;
     }
     api_data_changed();
+    notify_plugins(app, body, people, npeople, channel);
     {
         json_t *statuses = json_object();
 
