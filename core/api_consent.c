@@ -793,8 +793,8 @@ static void handle_list(struct http_request *req, void *ctx)
         return;
     }
     if (q[0]) {
-        /* Spaces separate nothing here: the whole text is searched, with
-         * LIKE's wildcards escaped. */
+        /* The whole text is one LIKE pattern (not split into words), with
+         * its wildcards escaped. */
         struct buf b;
         buf_init(&b, 2 * QUERY_MAX + 3);
         buf_appendz(&b, "%");
