@@ -265,6 +265,23 @@ class RecoveryLinkTest(MailTestCase):
         self.assertEqual(status, 403)
 
 
+class ReloadTest(MailTestCase):
+    def test_sighup_restarts_sender_with_new_config(self):
+        with open(self.server.config_path, "a", encoding="utf-8") as f:
+            f.write("mail_from_name = Poney Club des Lilas\n")
+        self.server.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while "mail sender started" not in self.server.stderr().split("SIGHUP", 1)[-1]:
+            self.assertLess(time.time(), deadline, self.server.stderr())
+            time.sleep(0.05)
+        rid = self.rider(first_name="Inès", email="ines@exemple.test")
+        self.send({"person_id": rid})
+        message = self.sink.wait(1)[0]
+        self.assertEqual(message["from_name"], "Poney Club des Lilas")
+        self.assertEqual(self.server.stop(), 0)
+        self.assertIn("mail sender stopped", self.server.stderr())
+
+
 class ImportRunMailTest(MailTestCase):
     def test_mails_to_the_clients_of_an_import(self):
         with open(os.path.join(SHARED_DIR, "samples", "ffe-2025.csv"), "rb") as f:
