@@ -291,10 +291,12 @@ static void check_guardian(json_t *guardian, json_t *errors, json_t **out)
     }
 }
 
-/* Checks the consents against the documents shown: every required one must
- * be accepted, each optional one is a separate yes or no. Returns the
- * decisions as [{document, version_id, hash, accepted}]. */
-static json_t *check_consents(struct app *app, json_t *answers, json_t *errors)
+/* Checks the consents against the current documents: every required one
+ * must be accepted, each optional one is a separate yes or no, and the
+ * version shown (shown: key -> version id, may be NULL) must still be the
+ * current one. Returns the decisions as [{document, title, version_id, hash,
+ * accepted}]. */
+static json_t *check_consents(struct app *app, json_t *answers, json_t *shown, json_t *errors)
 {
     json_t *docs = documents_json(app), *decisions = json_array(), *doc;
     size_t i;
@@ -306,12 +308,22 @@ static json_t *check_consents(struct app *app, json_t *answers, json_t *errors)
 
         if (key == NULL)
             continue;
+        snprintf(name, sizeof(name), "consents.%s", key);
+        if (json_is_integer(json_object_get(shown, key)) &&
+            json_integer_value(json_object_get(shown, key)) !=
+                json_integer_value(json_object_get(doc, "version_id"))) {
+            /* A version published while the form was open: the applicant
+             * has not seen the text they would accept. */
+            json_object_set_new(errors, name,
+                                json_string("Ce texte a changé depuis l'ouverture du formulaire : "
+                                            "rechargez la page pour lire la nouvelle version."));
+            continue;
+        }
         required = json_is_true(json_object_get(doc, "required")) ||
                    json_integer_value(json_object_get(doc, "required")) != 0;
         if (required && !accepted) {
             char *message = str_printf("Vous devez accepter « %s » pour vous inscrire.",
                                        json_string_value(json_object_get(doc, "title")));
-            snprintf(name, sizeof(name), "consents.%s", key);
             json_object_set_new(errors, name, json_string(message ? message : ""));
             free(message);
             continue;
@@ -625,7 +637,8 @@ static void handle_submit(struct http_request *req, void *ctx)
     check_required(scripts.fields, &rules, fields, errors);
     if (sub.minor)
         check_guardian(json_object_get(body, "guardian"), errors, &sub.guardian);
-    sub.consents = check_consents(app, json_object_get(body, "consents"), errors);
+    sub.consents = check_consents(app, json_object_get(body, "consents"),
+                                  json_object_get(body, "version_ids"), errors);
     if (json_object_size(errors) > 0) {
         api_respond_validation(req, errors);
         errors = NULL;

@@ -459,7 +459,13 @@ class ConsentTest(RegistrationCase):
         status, body = self.submit(adult(), consents={"newsletter": True})
         self.assertEqual(status, 422)
         self.assertIn("consents.cgu", body["error"]["fields"])
-        status, body = self.submit(adult(), consents={"cgu": True, "newsletter": False})
+        versions = {key: doc["version_id"] for key, doc in documents.items()}
+        stale = dict(versions, cgu=versions["cgu"] - 1)
+        status, body = self.submit(adult(), consents={"cgu": True}, version_ids=stale)
+        self.assertEqual(status, 422, body)
+        self.assertIn("a changé", body["error"]["fields"]["consents.cgu"])
+        status, body = self.submit(adult(), consents={"cgu": True, "newsletter": False},
+                                   version_ids=versions)
         self.assertEqual(status, 202, body)
         _, token = self.link(1)
         self.confirm(token)

@@ -188,7 +188,7 @@ async function renderForm() {
     clearFieldErrors(fields);
     replace(messages);
     const minor = updateMinor();
-    const body = { fields: {}, guardian: null, consents: {}, [form.honeypot]: formEl.elements[form.honeypot].value };
+    const body = { fields: {}, guardian: null, consents: {}, version_ids: {}, [form.honeypot]: formEl.elements[form.honeypot].value };
     for (const key of defs.keys()) {
       if (fields[key]) body.fields[key] = fieldValue(fields[key]);
     }
@@ -196,7 +196,10 @@ async function renderForm() {
       body.guardian = {};
       for (const [key, field] of Object.entries(guardianFields)) body.guardian[key] = fieldValue(field);
     }
-    for (const doc of form.documents) body.consents[doc.key] = fields[`consents.${doc.key}`].control.checked;
+    for (const doc of form.documents) {
+      body.consents[doc.key] = fields[`consents.${doc.key}`].control.checked;
+      body.version_ids[doc.key] = doc.version_id;
+    }
 
     await withBusy(submit, 'Envoi…', async () => {
       try {
