@@ -13,6 +13,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { LicolServer, SHARED_DIR, LICOL_BIN } from './server.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -616,6 +617,29 @@ function writeSampleFile(name, lines) {
   writeFileSync(path, [header, ...lines].join('\r\n') + '\r\n');
   return path;
 }
+
+test('import progress on a large file', async () => {
+  const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
+  if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
+  const generator = join(SHARED_DIR, 'tools', 'gen-riders');
+  if (!existsSync(generator)) skip(`rider file generator missing: ${generator}`);
+  const file = join(server.tmp, 'grand-fichier.csv');
+  const generated = spawnSync(generator, ['--rows', '60000', '--seed', '7', '--out', file], { encoding: 'utf8', timeout: 120000 });
+  assertEqual(generated.status, 0, `gen-riders exit status (${generated.stderr})`);
+
+  await goto('/imports');
+  await page.setInputFiles('input[type="file"]', file);
+  await page.click('button:has-text("Prévisualiser")');
+  // A determinate progress bar appears while the file is read.
+  const bar = page.locator('.progress progress[value]');
+  await bar.waitFor({ timeout: 30000 });
+  const percent = Number(await bar.getAttribute('value'));
+  assert(percent >= 0 && percent <= 100, `progress out of range: ${percent}`);
+  await page.locator('#titre-historique ~ div tbody tr', { hasText: 'grand-fichier.csv' }).waitFor();
+  await shot('import-progression');
+  await page.locator('.report[data-state="done"]').waitFor({ timeout: 240000 });
+  await page.click('button:has-text("Abandonner")');
+});
 
 test('import report with rejected rows', async () => {
   const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);

@@ -269,10 +269,8 @@ export async function importsPage(ctx) {
     cleanup();
     showRun(run, heading);
     current.scrollIntoView({ block: 'start' });
-    if (runIsFinished(run)) {
-      loadHistory();
-      return;
-    }
+    loadHistory(); // lists the new run, running or finished
+    if (runIsFinished(run)) return;
     stopPolling = pollRun(run.id, (fresh) => {
       showRun(fresh, heading);
       if (runIsFinished(fresh)) loadHistory();
