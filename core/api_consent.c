@@ -900,13 +900,14 @@ static void handle_publish(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "consent.manage", 0);
-    const char *key = http_param(req, "key");
+    const char *key;
     json_t *body;
     int64_t version_id;
     char *err = NULL;
 
     if (user == NULL)
-        return;
+        return; /* req is freed once answered: read nothing more from it */
+    key = http_param(req, "key");
     body = api_read_object(req);
     if (body == NULL)
         return;
