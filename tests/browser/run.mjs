@@ -793,6 +793,34 @@ test('unknown page and missing rider', async () => {
   await page.locator('h1', { hasText: 'Élément introuvable' }).waitFor();
 });
 
+test('voluntary password change', async () => {
+  const other = 'Etrier-et-sangle-2027';
+  await goto('/cavaliers');
+  await page.click('#compte a:has-text("Mot de passe")');
+  await page.waitForURL('**/mot-de-passe');
+  await page.locator('h1', { hasText: 'Changer de mot de passe' }).waitFor();
+  assert(await page.isVisible('#nav-principale'), 'navigation hidden on a voluntary change');
+
+  await page.fill('input[name="current_password"]', 'pas-le-bon-mot-de-passe');
+  await page.fill('input[name="new_password"]', other);
+  await page.fill('input[name="confirmation"]', other);
+  await page.click('button:has-text("Enregistrer le mot de passe")');
+  const wrong = page.locator('input[name="current_password"] ~ .field__error');
+  await wrong.waitFor();
+  await shot('mot-de-passe-erreur');
+
+  await page.fill('input[name="current_password"]', NEW_PASSWORD);
+  await page.click('button:has-text("Enregistrer le mot de passe")');
+  await page.locator('.message--success', { hasText: 'Votre mot de passe a été changé.' }).waitFor();
+
+  await page.click('#compte button');
+  await page.waitForURL('**/connexion');
+  await page.fill('input[name="email"]', server.adminEmail);
+  await page.fill('input[name="password"]', other);
+  await page.click('button[type="submit"]');
+  await page.waitForURL('**/cavaliers');
+});
+
 // ---- main -----------------------------------------------------------------
 
 async function main() {
