@@ -93,10 +93,15 @@ json_t *api_family_links_json(struct app *app, int64_t person_id);
  * without the "roles" key) with roles, inside one transaction in which
  * in_tx(arg, new id) also runs (NULL: nothing more). Returns the new id,
  * or 0 after responding (422, 409 or 500; in_tx responds itself when it
- * returns non-zero). */
+ * returns non-zero). The caller runs api_rider_created_hook afterwards. */
 int64_t api_rider_create(struct app *app, struct http_request *req, const struct auth_user *user,
                          json_t *fields, unsigned roles, int (*in_tx)(void *arg, int64_t id),
                          void *arg);
+
+/* Runs the plugins' person_created hooks for a person created by
+ * api_rider_create, after its commit. Returns {plugin: returned value} of
+ * the plugins that returned something (new reference), or NULL. */
+json_t *api_rider_created_hook(struct app *app, int64_t id);
 
 /* Route registration of each API file. */
 void api_riders_register_routes(struct app *app);

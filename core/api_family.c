@@ -134,7 +134,7 @@ static void handle_link(struct http_request *req, void *ctx)
     struct app *app = ctx;
     int64_t id = api_param_id(req, "id");
     struct link_request lr = {0};
-    json_t *body = NULL, *errors, *other, *new_person;
+    json_t *body = NULL, *errors, *other, *new_person, *hooks = NULL, *answer;
     const struct auth_user *user;
     const char *direction;
 
@@ -181,8 +181,12 @@ static void handle_link(struct http_request *req, void *ctx)
     if (new_person != NULL) {
         /* A new family member is a rider of the club like one created by
          * POST /api/v1/riders, hence the role client. */
-        if (api_rider_create(app, req, user, new_person, AUTH_ROLE_CLIENT, insert_link, &lr) == 0)
+        int64_t created = api_rider_create(app, req, user, new_person, AUTH_ROLE_CLIENT,
+                                           insert_link, &lr);
+
+        if (created == 0)
             goto done;
+        hooks = api_rider_created_hook(app, created);
     } else {
         int64_t related = json_integer_value(other);
         sqlite3_stmt *stmt = db_stmt(app->db, "SELECT 1 FROM person WHERE id = ?1");
@@ -228,15 +232,17 @@ static void handle_link(struct http_request *req, void *ctx)
     }
     log_info("api", "%s: family link %lld: %lld -> %lld", req->id, (long long)lr.link_id,
              (long long)lr.person_id, (long long)lr.related_id);
-    http_respond_json(req, 201, json_pack("{s:I,s:I,s:I,s:s,s:b,s:b,s:o}", "link_id",
-                                          (json_int_t)lr.link_id, "person_id",
-                                          (json_int_t)lr.person_id, "related_id",
-                                          (json_int_t)lr.related_id, "relationship",
-                                          lr.relationship, "is_legal_guardian",
-                                          lr.is_legal_guardian, "is_payer", lr.is_payer, "family",
-                                          api_family_links_json(app, id)));
+    answer = json_pack("{s:I,s:I,s:I,s:s,s:b,s:b,s:o}", "link_id", (json_int_t)lr.link_id,
+                       "person_id", (json_int_t)lr.person_id, "related_id",
+                       (json_int_t)lr.related_id, "relationship", lr.relationship,
+                       "is_legal_guardian", lr.is_legal_guardian, "is_payer", lr.is_payer,
+                       "family", api_family_links_json(app, id));
+    if (answer != NULL && hooks != NULL)
+        json_object_set(answer, "hook_results", hooks);
+    http_respond_json(req, 201, answer);
 
 done:
+    json_decref(hooks);
     json_decref(body);
 }
 

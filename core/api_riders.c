@@ -625,30 +625,68 @@ static int write_changes(struct app *app, const struct auth_user *user, int64_t 
     return person_refresh_keys(app->db, id) == SQLITE_OK ? 0 : -1;
 }
 
-/* Runs the plugins' person_created or person_updated hooks after a commit.
- * Their failures are logged by the engine and do not undo the edit. */
-static void run_person_hook(struct app *app, enum script_hook event, int64_t id,
-                            const struct change_set *set)
+/* Runs the plugins' person_created or person_updated hooks after a commit,
+ * with the record as docs/plugins.md describes it: id, the core fields,
+ * "fields" for the plugin fields, licence_type (of the latest licence) and
+ * roles, plus "changes" ({field: {old, new}}) for an update. Returns the
+ * object {plugin: returned value} of the plugins that returned something
+ * (new reference), or NULL when none did. Failing handlers are logged by
+ * the engine and do not undo the edit. */
+static json_t *run_person_hook(struct app *app, enum script_hook event, int64_t id,
+                               const struct change_set *set)
 {
     struct api_scripts scripts;
-    json_t *payload, *changes, *result = NULL;
+    json_t *payload = NULL, *values = NULL, *plugin_fields, *result = NULL;
+    sqlite3_stmt *stmt;
+    const char *key;
+    json_t *value;
 
     api_scripts_acquire(app, &scripts);
-    if (scripts.state == NULL) {
-        api_scripts_release(&scripts);
-        return;
+    if (scripts.state == NULL || (values = person_values(app, id, NULL)) == NULL)
+        goto done;
+
+    payload = json_pack("{s:I,s:o}", "id", (json_int_t)id, "roles",
+                        api_roles_json(person_roles(app, id)));
+    plugin_fields = json_object();
+    json_object_foreach(values, key, value) {
+        const struct field_def *f = fields_find(scripts.fields, key);
+        json_object_set(f != NULL && f->plugin != NULL ? plugin_fields : payload, key, value);
     }
-    changes = json_object();
-    for (size_t i = 0; i < set->count; i++) {
-        json_object_set_new(changes, set->items[i].key,
-                            json_pack("{s:s?,s:s?}", "old", set->items[i].old_value, "new",
-                                      set->items[i].new_value));
+    json_object_set_new(payload, "fields", plugin_fields);
+    stmt = db_stmt(app->db, "SELECT type FROM licence WHERE person_id = ?1"
+                            " ORDER BY season DESC LIMIT 1");
+    if (stmt != NULL) {
+        sqlite3_bind_int64(stmt, 1, id);
+        if (sqlite3_step(stmt) == SQLITE_ROW)
+            json_object_set_new(payload, "licence_type", api_column_json(stmt, 0));
+        sqlite3_reset(stmt);
     }
-    payload = json_pack("{s:I,s:o}", "person_id", (json_int_t)id, "changes", changes);
+    if (set != NULL) {
+        json_t *changes = json_object();
+
+        for (size_t i = 0; i < set->count; i++) {
+            json_object_set_new(changes, set->items[i].key,
+                                json_pack("{s:s?,s:s?}", "old", set->items[i].old_value, "new",
+                                          set->items[i].new_value));
+        }
+        json_object_set_new(payload, "changes", changes);
+    }
     script_run_hook(scripts.state, event, payload, &result);
+    if (result != NULL && json_object_size(result) == 0) {
+        json_decref(result);
+        result = NULL;
+    }
+
+done:
+    json_decref(values);
     json_decref(payload);
-    json_decref(result);
     api_scripts_release(&scripts);
+    return result;
+}
+
+json_t *api_rider_created_hook(struct app *app, int64_t id)
+{
+    return run_person_hook(app, SCRIPT_HOOK_PERSON_CREATED, id, NULL);
 }
 
 static int set_roles(struct app *app, const struct auth_user *user, int64_t id, unsigned old_roles,
@@ -782,7 +820,6 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
     api_data_changed();
     log_info("api", "%s: person %lld created by %lld", req->id, (long long)id,
              (long long)user->person_id);
-    run_person_hook(app, SCRIPT_HOOK_PERSON_CREATED, id, &set);
     goto done;
 
 rollback:
@@ -799,7 +836,7 @@ static void handle_create(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "rider.create", 0);
-    json_t *body = NULL, *rider;
+    json_t *body = NULL, *rider, *hooks;
     long roles = AUTH_ROLE_CLIENT;
     int64_t id;
 
@@ -815,8 +852,13 @@ static void handle_create(struct http_request *req, void *ctx)
     id = api_rider_create(app, req, user, body, (unsigned)roles, NULL, NULL);
     if (id == 0)
         goto done;
+    hooks = api_rider_created_hook(app, id);
     rider = rider_json(app, user, id);
-    http_respond_json(req, 201, rider ? rider : json_pack("{s:I}", "id", (json_int_t)id));
+    if (rider == NULL)
+        rider = json_pack("{s:I}", "id", (json_int_t)id);
+    if (hooks != NULL)
+        json_object_set_new(rider, "hook_results", hooks);
+    http_respond_json(req, 201, rider);
 
 done:
     json_decref(body);
@@ -827,7 +869,7 @@ static void handle_update(struct http_request *req, void *ctx)
     struct app *app = ctx;
     int64_t id = api_param_id(req, "id");
     const struct auth_user *user;
-    json_t *body = NULL, *current = NULL, *rider;
+    json_t *body = NULL, *current = NULL, *rider, *hooks = NULL;
     struct change_set set = {0};
 
     if (id == 0 || (user = auth_require(app, req, "rider.update", id)) == NULL)
@@ -854,10 +896,14 @@ static void handle_update(struct http_request *req, void *ctx)
         }
         api_data_changed();
         log_info("api", "%s: person %lld: %zu fields updated", req->id, (long long)id, set.count);
-        run_person_hook(app, SCRIPT_HOOK_PERSON_UPDATED, id, &set);
+        hooks = run_person_hook(app, SCRIPT_HOOK_PERSON_UPDATED, id, &set);
     }
     rider = rider_json(app, user, id);
-    http_respond_json(req, 200, rider ? rider : json_object());
+    if (rider == NULL)
+        rider = json_object();
+    if (hooks != NULL)
+        json_object_set_new(rider, "hook_results", hooks);
+    http_respond_json(req, 200, rider);
 
 done:
     change_set_clear(&set);

@@ -3,6 +3,7 @@ counts, pagination, one record, creation, edits with audit rows, plugin
 fields, roles, family links, history, deletion, and what each role (and an
 API token) may not do."""
 
+import datetime
 import sqlite3
 import unittest
 
@@ -163,6 +164,21 @@ class RidersTest(unittest.TestCase):
         self.assertIsNone(body["fields"]["taille_cm"])
         updates = [r[2:] for r in self.audit_rows(rider["id"]) if r[1] == "update"]
         self.assertIn(("taille_cm", "142", None), updates)
+
+    def test_plugin_hooks_answer_on_create_and_update(self):
+        rider = self.create(last_name="Crochet")
+        result = rider["hook_results"]["certificat-medical"]
+        self.assertEqual(result["statut"], "absent")
+        self.assertIn("certificat", result["avertissements"][0])
+        recent = (datetime.date.today() - datetime.timedelta(days=30)).isoformat()
+        status, body = self.manager.json("PATCH", "/api/v1/riders/%d" % rider["id"],
+                                         {"certificat_medical_date": recent})
+        self.assertEqual(status, 200)
+        self.assertNotIn("hook_results", body)
+        old = (datetime.date.today() - datetime.timedelta(days=400)).isoformat()
+        status, body = self.manager.json("PATCH", "/api/v1/riders/%d" % rider["id"],
+                                         {"certificat_medical_date": old})
+        self.assertEqual(body["hook_results"]["certificat-medical"]["statut"], "expire")
 
     def test_plugin_field_visibility_by_role(self):
         rider = self.create(last_name="Visible", certificat_medical_date="2026-01-15")
