@@ -1308,7 +1308,10 @@ static void handle_validate(struct http_request *req, void *ctx)
     o.drop_role = rules.role;
 
     if (person > 0) {
-        /* Already linked on confirmation: only the role changes. */
+        /* Already linked on confirmation: only the role changes. A person
+         * who was on file before keeps every role they had. */
+        if (person == candidate)
+            o.drop_role = 0;
         if (outcome_commit(req, &o, person) != 0)
             goto done;
     } else if (strcmp(action, "link") == 0) {
