@@ -793,6 +793,35 @@ test('unknown page and missing rider', async () => {
   await page.locator('h1', { hasText: 'Élément introuvable' }).waitFor();
 });
 
+test('API token created, used and revoked', async () => {
+  await goto('/cavaliers');
+  await page.click('#nav-principale a:has-text("Jetons d\'API")');
+  await page.waitForURL('**/jetons');
+  await page.click('button:has-text("Créer le jeton")');
+  await page.locator('input[name="name"] ~ .field__error').waitFor();
+
+  await page.fill('input[name="name"]', 'Logiciel de facturation');
+  await page.selectOption('select[name="role"]', 'comptable');
+  await page.click('button:has-text("Créer le jeton")');
+  const text = page.locator('input[aria-label="Texte du jeton"]');
+  await text.waitFor();
+  const token = await text.inputValue();
+  assert(token.length > 20, `token text too short: ${token}`);
+  await page.locator('tr', { hasText: 'Logiciel de facturation' }).waitFor();
+  await shots('jetons');
+
+  const headers = { Authorization: `Bearer ${token}` };
+  let response = await context.request.get(`${server.baseUrl}/api/v1/riders?per_page=1`, { headers });
+  assertEqual(response.status(), 200, 'list with the new token');
+
+  await page.locator('tr', { hasText: 'Logiciel de facturation' }).locator('button:has-text("Révoquer")').click();
+  await page.locator('dialog button:has-text("Révoquer")').click();
+  await page.locator('.message--success', { hasText: 'est révoqué' }).waitFor();
+  await page.locator('tr', { hasText: 'Logiciel de facturation' }).locator('.badge', { hasText: 'Révoqué' }).waitFor();
+  response = await context.request.get(`${server.baseUrl}/api/v1/riders?per_page=1`, { headers });
+  assertEqual(response.status(), 401, 'list with the revoked token');
+});
+
 test('voluntary password change', async () => {
   const other = 'Etrier-et-sangle-2027';
   await goto('/cavaliers');

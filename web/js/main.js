@@ -10,6 +10,7 @@ import { ridersPage } from './pages/riders.js';
 import { riderPage, newRiderPage } from './pages/rider.js';
 import { importsPage } from './pages/imports.js';
 import { scriptsPage } from './pages/scripts.js';
+import { tokensPage } from './pages/tokens.js';
 
 const main = document.getElementById('contenu');
 const nav = document.getElementById('nav-principale');
@@ -26,6 +27,7 @@ const ROUTES = [
   { pattern: /^\/imports$/, page: importsPage, perm: 'import.read' },
   { pattern: /^\/imports\/(\d+)$/, page: importsPage, perm: 'import.read' },
   { pattern: /^\/scripts$/, page: scriptsPage, perm: 'scripts.status' },
+  { pattern: /^\/jetons$/, page: tokensPage, perm: 'tokens.manage' },
 ];
 
 const app = {
@@ -128,6 +130,7 @@ function renderHeader() {
   else links.push(navLink(`/cavaliers/${app.user.id}`, 'Ma fiche'));
   if (app.can('import.read') || app.can('import.run')) links.push(navLink('/imports', 'Imports'));
   if (app.can('scripts.status')) links.push(navLink('/scripts', 'État des scripts'));
+  if (app.can('tokens.manage')) links.push(navLink('/jetons', "Jetons d'API"));
   replace(nav, h('ul', {}, links));
   nav.hidden = false;
 
