@@ -6,11 +6,12 @@
  *
  * A submission never creates a person by itself. It is stored in the
  * registration table, and a mail with a single-use link goes to the
- * applicant's address, or, when the applicant seems to be someone already
- * on file (same licence number or same name and birth date) who has an
- * address, to that address: following the link proves ownership and links
- * the registration to that person. A duplicate without an address on file
- * waits for staff, marked as a possible duplicate. The role given on
+ * applicant's address. When the applicant seems to be someone already on
+ * file (same licence number, or same name and birth date) who has an
+ * address, the mail goes to that address instead, so following the link
+ * proves ownership and links the registration to that person. A duplicate
+ * without an address on file waits for staff, marked as a possible
+ * duplicate. The role given on
  * confirmation and on validation, and the required fields, come from
  * scripts/registration.lua (core/registration.c).
  *
@@ -50,12 +51,18 @@ static const struct {
     const char *key;
     const char *select_sql;
 } form_core[] = {
-    {"last_name", FORM_SELECT("last_name")},   {"first_name", FORM_SELECT("first_name")},
-    {"sex", FORM_SELECT("sex")},               {"birth_date", FORM_SELECT("birth_date")},
-    {"email", FORM_SELECT("email")},           {"phone", FORM_SELECT("phone")},
-    {"mobile", FORM_SELECT("mobile")},         {"address", FORM_SELECT("address")},
-    {"address2", FORM_SELECT("address2")},     {"postcode", FORM_SELECT("postcode")},
-    {"city", FORM_SELECT("city")},             {"country", FORM_SELECT("country")},
+    {"last_name", FORM_SELECT("last_name")},
+    {"first_name", FORM_SELECT("first_name")},
+    {"sex", FORM_SELECT("sex")},
+    {"birth_date", FORM_SELECT("birth_date")},
+    {"email", FORM_SELECT("email")},
+    {"phone", FORM_SELECT("phone")},
+    {"mobile", FORM_SELECT("mobile")},
+    {"address", FORM_SELECT("address")},
+    {"address2", FORM_SELECT("address2")},
+    {"postcode", FORM_SELECT("postcode")},
+    {"city", FORM_SELECT("city")},
+    {"country", FORM_SELECT("country")},
     {"licence_number", FORM_SELECT("licence_number")},
 };
 #define FORM_CORE_COUNT (sizeof(form_core) / sizeof(form_core[0]))
@@ -67,7 +74,6 @@ static const char *const submitted_message =
 
 static const char *const statuses[] = {"email_pending", "to_validate", "validated", "refused"};
 #define STATUS_COUNT (sizeof(statuses) / sizeof(statuses[0]))
-
 
 static int form_has_key(const struct fields_catalogue *fields, const char *key)
 {
@@ -118,7 +124,8 @@ static json_t *documents_json(struct app *app)
 
 /* ---- rules ------------------------------------------------------------------ */
 
-/* The applicant as registration.lua sees it: the fields plus age and mineur. */
+/* The applicant as registration.lua receives it: the fields plus age and
+ * mineur. */
 static json_t *applicant_json(json_t *fields, int age, int minor)
 {
     json_t *applicant = json_deep_copy(fields);
@@ -155,13 +162,13 @@ static void handle_form(struct http_request *req, void *ctx)
     registration_settings_get(scripts.state, &settings);
     probe = applicant_json(NULL, settings.majority_age + 12, 0);
     if (registration_rules_get(scripts.state, scripts.fields, probe, &adult, &err) < 0)
-        log_warn("registration", "%s: %s", req->id, err);
+        log_warn("registration", "%s: form description: %s", req->id, err);
     free(err);
     err = NULL;
     json_decref(probe);
     probe = applicant_json(NULL, settings.majority_age > 8 ? 8 : 0, 1);
     if (registration_rules_get(scripts.state, scripts.fields, probe, &minor, &err) < 0)
-        log_warn("registration", "%s: %s", req->id, err);
+        log_warn("registration", "%s: form description: %s", req->id, err);
     free(err);
     json_decref(probe);
 
@@ -186,12 +193,12 @@ static void handle_form(struct http_request *req, void *ctx)
 
 /* ---- submission: validation --------------------------------------------------- */
 
-/* What the dry run of api_rider_create captured from the person row it
+/* Values captured by the dry run of api_rider_create from the person row it
  * wrote and then rolled back. */
 struct dry_run {
     struct app *app;
-    json_t *keys;     /* the submitted keys (array) */
-    json_t *stored;   /* key -> stored (normalised) value */
+    json_t *keys;   /* the submitted keys (array) */
+    json_t *stored; /* key -> stored (normalised) value */
     char match_key[PERSON_KEY_SIZE];
     int captured;
 };
@@ -262,14 +269,15 @@ static void check_guardian(json_t *guardian, json_t *errors, json_t **out)
 
         snprintf(name, sizeof(name), "guardian.%s", keys[i].key);
         if (value == NULL || value[0] == '\0') {
-            char *message = str_printf("Pour un mineur, indiquez %s du responsable légal.",
-                                       keys[i].label);
+            char *message =
+                str_printf("Pour un mineur, indiquez %s du responsable légal.", keys[i].label);
             json_object_set_new(errors, name, json_string(message ? message : ""));
             free(message);
             continue;
         }
         if (strlen(value) > FORM_MAX_GUARDIAN_TEXT) {
-            json_object_set_new(errors, name, json_string("Texte trop long (200 caractères au plus)."));
+            json_object_set_new(errors, name,
+                                json_string("Texte trop long (200 caractères au plus)."));
             continue;
         }
         if (strcmp(keys[i].key, "email") == 0)
@@ -279,12 +287,11 @@ static void check_guardian(json_t *guardian, json_t *errors, json_t **out)
         else
             st = norm_text(value, stored, sizeof(stored));
         if (st != NORM_OK) {
-            json_object_set_new(errors, name,
-                                json_string(strcmp(keys[i].key, "email") == 0
-                                                ? "Adresse e-mail invalide."
-                                                : strcmp(keys[i].key, "phone") == 0
-                                                      ? "Numéro de téléphone invalide."
-                                                      : "Valeur invalide."));
+            json_object_set_new(
+                errors, name,
+                json_string(strcmp(keys[i].key, "email") == 0   ? "Adresse e-mail invalide."
+                            : strcmp(keys[i].key, "phone") == 0 ? "Numéro de téléphone invalide."
+                                                                : "Valeur invalide."));
             continue;
         }
         json_object_set_new(*out, keys[i].key, json_string(stored));
@@ -343,12 +350,12 @@ static json_t *check_consents(struct app *app, json_t *answers, json_t *shown, j
 /* Queues the verification mail for registration id. to is the recipient;
  * on_file: the address is the one already on file for an existing person. */
 static int queue_verification(struct app *app, int64_t id, int64_t person_id, const char *to,
-                              const char *to_name, const char *token, int on_file,
-                              int link_hours, char **err)
+                              const char *to_name, const char *token, int on_file, int link_hours,
+                              char **err)
 {
     struct outbox_config cfg;
-    struct outbox_mail mail = {.kind = "verification", .to_name = to_name, .to_address = to,
-                               .person_id = person_id};
+    struct outbox_mail mail = {
+        .kind = "verification", .to_name = to_name, .to_address = to, .person_id = person_id};
     char *link = str_printf("%s%s#confirmer=%s", app->config.public_url, PAGE_PATH, token);
     char hours[16];
     int rc;
@@ -374,8 +381,8 @@ static int queue_verification(struct app *app, int64_t id, int64_t person_id, co
                       : outbox_queue_template(app->db, &cfg, &mail, "verification", vars,
                                               sizeof(vars) / sizeof(vars[0]), NULL, err);
     if (rc == 0)
-        log_info("registration", "registration %lld: verification mail queued (%s)",
-                 (long long)id, on_file ? "address on file" : "applicant's address");
+        log_info("registration", "registration %lld: verification mail queued (%s)", (long long)id,
+                 on_file ? "address on file" : "applicant's address");
     free(link);
     return rc;
 }
@@ -396,9 +403,9 @@ static char *person_email(struct app *app, int64_t id)
 }
 
 struct submission {
-    json_t *stored;    /* normalised fields */
-    json_t *guardian;  /* normalised guardian, or NULL */
-    json_t *consents;  /* decisions */
+    json_t *stored;   /* normalised fields */
+    json_t *guardian; /* normalised guardian, or NULL */
+    json_t *consents; /* decisions */
     int minor;
     int64_t candidate;
     enum registration_duplicate reason;
@@ -588,8 +595,9 @@ static void handle_submit(struct http_request *req, void *ctx)
         goto done;
     }
 
-    /* A bot that fills the hidden field gets the usual answer, and nothing
-     * is stored or mailed. The attempt counts toward the rate limit. */
+    /* A bot that fills the hidden field gets the usual response, and
+     * nothing is stored or mailed. The attempt counts toward the rate
+     * limit. */
     honeypot = json_string_value(json_object_get(body, FORM_HONEYPOT));
     if (honeypot != NULL && honeypot[0] != '\0') {
         registration_attempt_record(app->db, req->remote_addr);
@@ -655,8 +663,9 @@ static void handle_submit(struct http_request *req, void *ctx)
         const char *key;
         json_t *value;
 
-        json_object_foreach(dry, key, value)
+        json_object_foreach(dry, key, value) {
             json_array_append_new(run.keys, json_string(key));
+        }
     }
     api_scripts_release(&scripts);
     api_rider_create(app, req, form_user(), dry, 0, dry_run_capture, &run);
@@ -686,8 +695,10 @@ static void handle_submit(struct http_request *req, void *ctx)
         goto done;
     }
     if (sub.candidate > 0)
-        log_info("registration", "%s: registration %lld stored, possible duplicate of person %lld"
-                 " (%s)", req->id, (long long)id, (long long)sub.candidate,
+        log_info("registration",
+                 "%s: registration %lld stored, possible duplicate of person %lld"
+                 " (%s)",
+                 req->id, (long long)id, (long long)sub.candidate,
                  sub.reason == REGISTRATION_DUPLICATE_LICENCE ? "licence" : "name and birth date");
     else
         log_info("registration", "%s: registration %lld stored", req->id, (long long)id);
@@ -709,10 +720,10 @@ done:
 /* ---- registration rows ------------------------------------------------------------ */
 
 #define ROW_SQL                                                                                    \
-    "SELECT r.id, r.status, r.last_name, r.first_name, r.birth_date, r.email, r.licence_number,"  \
-    " r.is_minor, r.created_at, r.verified_at, r.candidate_id, r.duplicate_reason, r.verify_to,"  \
-    " r.person_id, r.decided_at, r.refusal_reason, c.last_name, c.first_name, c.birth_date,"      \
-    " c.licence_number, c.email IS NOT NULL, r.data, r.guardian, r.consents, r.ip,"              \
+    "SELECT r.id, r.status, r.last_name, r.first_name, r.birth_date, r.email, r.licence_number,"   \
+    " r.is_minor, r.created_at, r.verified_at, r.candidate_id, r.duplicate_reason, r.verify_to,"   \
+    " r.person_id, r.decided_at, r.refusal_reason, c.last_name, c.first_name, c.birth_date,"       \
+    " c.licence_number, c.email IS NOT NULL, r.data, r.guardian, r.consents, r.ip,"                \
     " r.user_agent, r.token_expires_at"                                                            \
     " FROM registration r LEFT JOIN person c ON c.id = r.candidate_id"
 
@@ -743,14 +754,13 @@ static json_t *row_json(sqlite3_stmt *stmt, int full)
     if (sqlite3_column_type(stmt, 10) != SQLITE_NULL) {
         /* mailed_to_file: the verification link went to the address on
          * file, so following it proves the registration is that person's. */
-        duplicate = json_pack("{s:I,s:o,s:b,s:b,s:{s:o,s:o,s:o,s:o}}", "person_id",
-                              (json_int_t)sqlite3_column_int64(stmt, 10), "reason",
-                              api_column_json(stmt, 11), "mailed_to_file",
-                              strcmp((const char *)sqlite3_column_text(stmt, 12), "on_file") == 0,
-                              "has_email", sqlite3_column_int(stmt, 20), "person", "last_name",
-                              api_column_json(stmt, 16), "first_name", api_column_json(stmt, 17),
-                              "birth_date", api_column_json(stmt, 18), "licence_number",
-                              api_column_json(stmt, 19));
+        duplicate = json_pack(
+            "{s:I,s:o,s:b,s:b,s:{s:o,s:o,s:o,s:o}}", "person_id",
+            (json_int_t)sqlite3_column_int64(stmt, 10), "reason", api_column_json(stmt, 11),
+            "mailed_to_file", strcmp((const char *)sqlite3_column_text(stmt, 12), "on_file") == 0,
+            "has_email", sqlite3_column_int(stmt, 20), "person", "last_name",
+            api_column_json(stmt, 16), "first_name", api_column_json(stmt, 17), "birth_date",
+            api_column_json(stmt, 18), "licence_number", api_column_json(stmt, 19));
     }
     json_object_set_new(item, "duplicate", duplicate ? duplicate : json_null());
     json_object_set_new(item, "person_id",
@@ -797,148 +807,8 @@ static const char *row_text(json_t *row, const char *key)
 
 /* ---- linking a person ------------------------------------------------------------- */
 
-/* Gives or removes one role, with its audit row. Inside the caller's
- * transaction. Returns 0 or -1. */
-static int set_role(struct app *app, const struct auth_user *actor, int64_t person_id,
-                    unsigned bit, int give)
-{
-    const char *name = api_role_name(bit);
-    sqlite3_stmt *stmt;
-    int changed;
-
-    if (name == NULL)
-        return 0;
-    stmt = db_stmt(app->db, give ? "INSERT OR IGNORE INTO person_role (person_id, role)"
-                                   " VALUES (?1, ?2)"
-                                 : "DELETE FROM person_role WHERE person_id = ?1 AND role = ?2");
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, person_id);
-    sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
-        sqlite3_reset(stmt);
-        return -1;
-    }
-    sqlite3_reset(stmt);
-    changed = sqlite3_changes(db_handle(app->db));
-    if (changed == 0)
-        return 0;
-    return api_audit(app, actor, person_id, give ? "role.add" : "role.remove", "role",
-                     give ? NULL : name, give ? name : NULL);
-}
-
-static int person_has_roles(struct app *app, int64_t person_id)
-{
-    sqlite3_stmt *stmt = db_stmt(app->db, "SELECT 1 FROM person_role WHERE person_id = ?1");
-    int found = 0;
-
-    if (stmt == NULL)
-        return 1;
-    sqlite3_bind_int64(stmt, 1, person_id);
-    found = sqlite3_step(stmt) == SQLITE_ROW;
-    sqlite3_reset(stmt);
-    return found;
-}
-
-/* Records the consents given on the form as proofs for person_id. */
-static int record_consents(struct app *app, json_t *row, int64_t person_id)
-{
-    json_t *decision;
-    size_t i;
-
-    if (json_array_size(json_object_get(row, "consents")) == 0)
-        return 0;
-    json_array_foreach(json_object_get(row, "consents"), i, decision) {
-        struct consent_proof proof = {
-            .person_id = person_id,
-            .document = json_string_value(json_object_get(decision, "document")),
-            .version_id = json_integer_value(json_object_get(decision, "version_id")),
-            .decision = json_is_true(json_object_get(decision, "accepted")) ? CONSENT_ACCEPTED
-                                                                            : CONSENT_REFUSED,
-            .channel = CONSENT_CHANNEL_REGISTRATION,
-            .ip = row_text(row, "ip"),
-            .user_agent = row_text(row, "user_agent"),
-        };
-        char *err = NULL;
-
-        if (proof.document == NULL)
-            continue;
-        if (consent_record(app->db, &proof, &err) < 0) {
-            log_error("registration", "registration %lld: consent %s not recorded: %s",
-                      (long long)row_int(row, "id"), proof.document, err ? err : "");
-            free(err);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Finds or creates the legal guardian of a minor and links them. A person
- * with the same address, name and first name (case ignored) is reused. */
-static int attach_guardian(struct app *app, const struct auth_user *actor, json_t *row,
-                           int64_t child_id)
-{
-    json_t *guardian = json_object_get(row, "guardian");
-    const char *last = row_text(guardian, "last_name"), *first = row_text(guardian, "first_name");
-    const char *email = row_text(guardian, "email"), *phone = row_text(guardian, "phone");
-    sqlite3_stmt *stmt;
-    int64_t guardian_id = 0;
-    char now[32];
-
-    if (!json_is_object(guardian) || last == NULL || first == NULL || email == NULL)
-        return 0;
-    db_now(now, sizeof(now));
-    stmt = db_stmt(app->db, "SELECT id FROM person WHERE email = ?1 AND last_name = ?2"
-                            " COLLATE NOCASE AND first_name = ?3 COLLATE NOCASE AND id <> ?4"
-                            " ORDER BY id LIMIT 1");
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_text(stmt, 1, email, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, last, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 3, first, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 4, child_id);
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-        guardian_id = sqlite3_column_int64(stmt, 0);
-    sqlite3_reset(stmt);
-
-    if (guardian_id == 0) {
-        stmt = db_stmt(app->db, "INSERT INTO person (last_name, first_name, email, phone,"
-                                " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)");
-        if (stmt == NULL)
-            return -1;
-        sqlite3_bind_text(stmt, 1, last, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 2, first, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
-        db_bind_text_or_null(stmt, 4, phone);
-        sqlite3_bind_text(stmt, 5, now, -1, SQLITE_STATIC);
-        if (sqlite3_step(stmt) != SQLITE_DONE) {
-            sqlite3_reset(stmt);
-            return -1;
-        }
-        sqlite3_reset(stmt);
-        guardian_id = sqlite3_last_insert_rowid(db_handle(app->db));
-        if (person_refresh_keys(app->db, guardian_id) != SQLITE_OK ||
-            api_audit(app, actor, guardian_id, "create", NULL, NULL, "inscription en ligne") != 0)
-            return -1;
-    }
-
-    stmt = db_stmt(app->db, "INSERT OR IGNORE INTO family_link (person_id, related_id,"
-                            " relationship, is_legal_guardian, is_payer, created_at)"
-                            " VALUES (?1, ?2, 'responsable légal', 1, 1, ?3)");
-    if (stmt == NULL)
-        return -1;
-    sqlite3_bind_int64(stmt, 1, child_id);
-    sqlite3_bind_int64(stmt, 2, guardian_id);
-    sqlite3_bind_text(stmt, 3, now, -1, SQLITE_STATIC);
-    if (sqlite3_step(stmt) != SQLITE_DONE) {
-        sqlite3_reset(stmt);
-        return -1;
-    }
-    sqlite3_reset(stmt);
-    return 0;
-}
-
-/* What a registration becomes, written with the person it is linked to. */
+/* Outcome of a confirmation or a staff decision, written together with the
+ * person the registration is linked to. */
 struct outcome {
     struct app *app;
     struct http_request *req; /* for outcome_write_responding */
@@ -963,22 +833,26 @@ static int outcome_write(void *arg, int64_t person_id)
 
     db_now(now, sizeof(now));
     if (person_id > 0) {
-        if (o->attach && (record_consents(o->app, o->row, person_id) != 0 ||
-                          attach_guardian(o->app, o->actor, o->row, person_id) != 0))
+        if (o->attach &&
+            (registration_record_consents(o->app->db, o->row, person_id) != 0 ||
+             registration_attach_guardian(o->app, o->actor, json_object_get(o->row, "guardian"),
+                                          person_id) != 0))
             return -1;
-        if (o->give_role != 0 && !(o->only_if_no_role && person_has_roles(o->app, person_id)) &&
-            set_role(o->app, o->actor, person_id, o->give_role, 1) != 0)
+        if (o->give_role != 0 &&
+            !(o->only_if_no_role && registration_has_roles(o->app->db, person_id)) &&
+            registration_set_role(o->app, o->actor, person_id, o->give_role, 1) != 0)
             return -1;
         if (o->drop_role != 0 && o->drop_role != o->give_role &&
-            set_role(o->app, o->actor, person_id, o->drop_role, 0) != 0)
+            registration_set_role(o->app, o->actor, person_id, o->drop_role, 0) != 0)
             return -1;
     }
-    stmt = db_stmt(o->app->db,
-                   "UPDATE registration SET status = ?2, token_hash = NULL,"
-                   " person_id = coalesce(?3, person_id),"
-                   " verified_at = CASE WHEN ?5 THEN verified_at ELSE coalesce(verified_at, ?4) END,"
-                   " decided_at = CASE WHEN ?5 THEN ?4 END,"
-                   " decided_by = CASE WHEN ?5 THEN ?6 END WHERE id = ?1");
+    stmt =
+        db_stmt(o->app->db,
+                "UPDATE registration SET status = ?2, token_hash = NULL,"
+                " person_id = coalesce(?3, person_id),"
+                " verified_at = CASE WHEN ?5 THEN verified_at ELSE coalesce(verified_at, ?4) END,"
+                " decided_at = CASE WHEN ?5 THEN ?4 END,"
+                " decided_by = CASE WHEN ?5 THEN ?6 END WHERE id = ?1");
     if (stmt == NULL)
         return -1;
     sqlite3_bind_int64(stmt, 1, id);
@@ -1024,8 +898,8 @@ static int64_t recheck_duplicate(struct app *app, json_t *row)
 
     person_match_key(row_text(data, "last_name"), row_text(data, "first_name"),
                      row_text(data, "birth_date"), key, sizeof(key));
-    candidate = registration_find_duplicate(app->db, row_text(data, "licence_number"), key, 0,
-                                            &reason);
+    candidate =
+        registration_find_duplicate(app->db, row_text(data, "licence_number"), key, 0, &reason);
     if (candidate <= 0)
         return candidate;
     stmt = db_stmt(app->db, "UPDATE registration SET candidate_id = ?2, duplicate_reason = ?3"
@@ -1101,7 +975,8 @@ static void handle_confirm(struct http_request *req, void *ctx)
     db_now(now, sizeof(now));
     if (registration_token_digest(json_string_value(json_object_get(body, "token")), digest) == 0 &&
         (stmt = db_stmt(app->db, "SELECT id FROM registration WHERE token_hash = ?1"
-                                 " AND status = 'email_pending' AND token_expires_at > ?2")) != NULL) {
+                                 " AND status = 'email_pending' AND token_expires_at > ?2")) !=
+            NULL) {
         sqlite3_bind_blob(stmt, 1, digest, sizeof(digest), SQLITE_STATIC);
         sqlite3_bind_text(stmt, 2, now, -1, SQLITE_STATIC);
         if (sqlite3_step(stmt) == SQLITE_ROW)
@@ -1125,7 +1000,8 @@ static void handle_confirm(struct http_request *req, void *ctx)
         api_respond_db_error(req, app, "registration duplicate lookup");
         goto done;
     }
-    if (candidate > 0 && json_is_true(json_object_get(json_object_get(row, "duplicate"), "mailed_to_file"))) {
+    if (candidate > 0 &&
+        json_is_true(json_object_get(json_object_get(row, "duplicate"), "mailed_to_file"))) {
         /* The link went to the address on file: the applicant owns the
          * record. The person keeps their roles; one without any gets the
          * sign-up role. */
@@ -1134,8 +1010,10 @@ static void handle_confirm(struct http_request *req, void *ctx)
         o.only_if_no_role = 1;
         if (outcome_commit(req, &o, candidate) != 0)
             goto done;
-        log_info("registration", "%s: registration %lld confirmed from the address on file of "
-                 "person %lld", req->id, (long long)id, (long long)candidate);
+        log_info("registration",
+                 "%s: registration %lld confirmed from the address on file of "
+                 "person %lld",
+                 req->id, (long long)id, (long long)candidate);
         message = "Merci, c'est confirmé : votre demande est rattachée à votre fiche au club. "
                   "L'équipe du club va l'examiner.";
     } else if (candidate > 0 || rules.role == 0) {
@@ -1161,7 +1039,8 @@ static void handle_confirm(struct http_request *req, void *ctx)
         message = "Merci, votre adresse e-mail est confirmée et votre compte est ouvert. L'équipe "
                   "du club va examiner votre inscription.";
     }
-    http_respond_json(req, 200, json_pack("{s:s,s:s}", "status", "to_validate", "message", message));
+    http_respond_json(req, 200,
+                      json_pack("{s:s,s:s}", "status", "to_validate", "message", message));
 
 done:
     json_decref(row);
@@ -1286,7 +1165,8 @@ static void handle_validate(struct http_request *req, void *ctx)
     o.actor = user;
     o.row = row;
     row_rules(app, row, &rules);
-    if (!auth_allowed_role(app, user, "rider.roles.update", 0, api_role_name(rules.validated_role))) {
+    if (!auth_allowed_role(app, user, "rider.roles.update", 0,
+                           api_role_name(rules.validated_role))) {
         api_respond_errorf(req, 403, "forbidden",
                            "Vous n'avez pas le droit d'attribuer le rôle « %s ».",
                            api_role_name(rules.validated_role));
@@ -1365,8 +1245,8 @@ static void handle_refuse(struct http_request *req, void *ctx)
         return;
     reason = json_string_value(json_object_get(body, "reason"));
     if (reason != NULL && strlen(reason) > REFUSAL_MAX) {
-        api_respond_validation(req, json_pack("{s:s}", "reason",
-                                              "Motif trop long (1000 caractères au plus)."));
+        api_respond_validation(
+            req, json_pack("{s:s}", "reason", "Motif trop long (1000 caractères au plus)."));
         goto done;
     }
     if ((row = load_for_decision(app, req, id, 1)) == NULL)
@@ -1380,12 +1260,12 @@ static void handle_refuse(struct http_request *req, void *ctx)
         api_respond_db_error(req, app, "begin");
         goto done;
     }
-    /* A person created on confirmation goes with the refusal; a person
-     * who was already on file stays as they were, minus nothing. */
+    /* A person created on confirmation is deleted with the refusal. A
+     * person who was already on file is left unchanged. */
     if (person > 0 && person != candidate) {
         stmt = db_stmt(app->db, "DELETE FROM person WHERE id = ?1");
-        if (stmt == NULL || api_audit(app, user, person, "delete", NULL, "inscription refusée",
-                                      NULL) != 0)
+        if (stmt == NULL ||
+            api_audit(app, user, person, "delete", NULL, "inscription refusée", NULL) != 0)
             goto rollback;
         sqlite3_bind_int64(stmt, 1, person);
         if (sqlite3_step(stmt) != SQLITE_DONE) {

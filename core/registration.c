@@ -1,7 +1,8 @@
 /*
- * Online registration rules, tokens, duplicate lookup and rate limit (see
- * registration.h). Everything here runs on the loop thread with the main
- * script state; nothing here answers HTTP.
+ * Online registration rules, tokens, duplicate lookup, rate limit, and the
+ * writes that link a registration to a person (see registration.h).
+ * Everything here runs on the loop thread with the main script state, and
+ * nothing here responds to HTTP.
  */
 #include "registration.h"
 
@@ -13,7 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
+#include "consent.h"
 #include "log.h"
+#include "person.h"
 #include "script.h"
 #include "util.h"
 
@@ -57,7 +61,8 @@ void registration_settings_get(struct script_state *state, struct registration_s
         return; /* logged by the engine; the defaults stay */
     if (lua_istable(L, -1)) {
         out->max_per_ip = table_int(L, -1, "max_par_ip", 1, 1000000, out->max_per_ip);
-        out->window_minutes = table_int(L, -1, "fenetre_minutes", 1, 7 * 24 * 60, out->window_minutes);
+        out->window_minutes =
+            table_int(L, -1, "fenetre_minutes", 1, 7 * 24 * 60, out->window_minutes);
         out->majority_age = table_int(L, -1, "age_majorite", 1, 30, out->majority_age);
         out->link_hours = table_int(L, -1, "validite_heures", 1, 24 * 30, out->link_hours);
     } else {
@@ -223,9 +228,10 @@ int64_t registration_find_duplicate(struct db *db, const char *licence_number,
         return 0;
 
     /* NOTE: when several people share the key (namesakes born the same
-     * day), the oldest record is proposed; staff can still create a new
+     * day), the oldest record is proposed. Staff can still create a new
      * person when they validate. */
-    stmt = db_stmt(db, "SELECT id FROM person WHERE match_key = ?1 AND id <> ?2 ORDER BY id LIMIT 1");
+    stmt =
+        db_stmt(db, "SELECT id FROM person WHERE match_key = ?1 AND id <> ?2 ORDER BY id LIMIT 1");
     if (stmt == NULL)
         return -1;
     sqlite3_bind_text(stmt, 1, match_key, -1, SQLITE_STATIC);
@@ -274,4 +280,143 @@ int registration_attempt_record(struct db *db, const char *ip)
     rc = sqlite3_step(stmt) == SQLITE_DONE ? 0 : -1;
     sqlite3_reset(stmt);
     return rc;
+}
+
+/* ---- linking a person ------------------------------------------------------------ */
+
+int registration_set_role(struct app *app, const struct auth_user *actor, int64_t person_id,
+                          unsigned bit, int give)
+{
+    const char *name = api_role_name(bit);
+    sqlite3_stmt *stmt;
+    int changed;
+
+    if (name == NULL)
+        return 0;
+    stmt = db_stmt(app->db, give ? "INSERT OR IGNORE INTO person_role (person_id, role)"
+                                   " VALUES (?1, ?2)"
+                                 : "DELETE FROM person_role WHERE person_id = ?1 AND role = ?2");
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, person_id);
+    sqlite3_bind_text(stmt, 2, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        sqlite3_reset(stmt);
+        return -1;
+    }
+    sqlite3_reset(stmt);
+    changed = sqlite3_changes(db_handle(app->db));
+    if (changed == 0)
+        return 0;
+    return api_audit(app, actor, person_id, give ? "role.add" : "role.remove", "role",
+                     give ? NULL : name, give ? name : NULL);
+}
+
+int registration_has_roles(struct db *db, int64_t person_id)
+{
+    sqlite3_stmt *stmt = db_stmt(db, "SELECT 1 FROM person_role WHERE person_id = ?1");
+    int found = 0;
+
+    if (stmt == NULL)
+        return 1;
+    sqlite3_bind_int64(stmt, 1, person_id);
+    found = sqlite3_step(stmt) == SQLITE_ROW;
+    sqlite3_reset(stmt);
+    return found;
+}
+
+int registration_record_consents(struct db *db, json_t *registration, int64_t person_id)
+{
+    json_t *decision;
+    size_t i;
+
+    json_array_foreach(json_object_get(registration, "consents"), i, decision) {
+        struct consent_proof proof = {
+            .person_id = person_id,
+            .document = json_string_value(json_object_get(decision, "document")),
+            .version_id = json_integer_value(json_object_get(decision, "version_id")),
+            .decision = json_is_true(json_object_get(decision, "accepted")) ? CONSENT_ACCEPTED
+                                                                            : CONSENT_REFUSED,
+            .channel = CONSENT_CHANNEL_REGISTRATION,
+            .ip = json_string_value(json_object_get(registration, "ip")),
+            .user_agent = json_string_value(json_object_get(registration, "user_agent")),
+        };
+        char *err = NULL;
+
+        if (proof.document == NULL)
+            continue;
+        if (consent_record(db, &proof, &err) < 0) {
+            log_error("registration",
+                      "registration %" JSON_INTEGER_FORMAT ": consent %s not recorded: %s",
+                      json_integer_value(json_object_get(registration, "id")), proof.document,
+                      err ? err : "");
+            free(err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int registration_attach_guardian(struct app *app, const struct auth_user *actor, json_t *guardian,
+                                 int64_t child_id)
+{
+    const char *last = json_string_value(json_object_get(guardian, "last_name"));
+    const char *first = json_string_value(json_object_get(guardian, "first_name"));
+    const char *email = json_string_value(json_object_get(guardian, "email"));
+    const char *phone = json_string_value(json_object_get(guardian, "phone"));
+    sqlite3_stmt *stmt;
+    int64_t guardian_id = 0;
+    char now[32];
+
+    if (!json_is_object(guardian) || last == NULL || first == NULL || email == NULL)
+        return 0;
+    db_now(now, sizeof(now));
+    stmt = db_stmt(app->db, "SELECT id FROM person WHERE email = ?1 AND last_name = ?2"
+                            " COLLATE NOCASE AND first_name = ?3 COLLATE NOCASE AND id <> ?4"
+                            " ORDER BY id LIMIT 1");
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_text(stmt, 1, email, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, last, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, first, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, child_id);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        guardian_id = sqlite3_column_int64(stmt, 0);
+    sqlite3_reset(stmt);
+
+    if (guardian_id == 0) {
+        stmt = db_stmt(app->db, "INSERT INTO person (last_name, first_name, email, phone,"
+                                " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)");
+        if (stmt == NULL)
+            return -1;
+        sqlite3_bind_text(stmt, 1, last, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, first, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
+        db_bind_text_or_null(stmt, 4, phone);
+        sqlite3_bind_text(stmt, 5, now, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            sqlite3_reset(stmt);
+            return -1;
+        }
+        sqlite3_reset(stmt);
+        guardian_id = sqlite3_last_insert_rowid(db_handle(app->db));
+        if (person_refresh_keys(app->db, guardian_id) != SQLITE_OK ||
+            api_audit(app, actor, guardian_id, "create", NULL, NULL, "inscription en ligne") != 0)
+            return -1;
+    }
+
+    stmt = db_stmt(app->db, "INSERT OR IGNORE INTO family_link (person_id, related_id,"
+                            " relationship, is_legal_guardian, is_payer, created_at)"
+                            " VALUES (?1, ?2, 'responsable légal', 1, 1, ?3)");
+    if (stmt == NULL)
+        return -1;
+    sqlite3_bind_int64(stmt, 1, child_id);
+    sqlite3_bind_int64(stmt, 2, guardian_id);
+    sqlite3_bind_text(stmt, 3, now, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        sqlite3_reset(stmt);
+        return -1;
+    }
+    sqlite3_reset(stmt);
+    return 0;
 }

@@ -1,10 +1,10 @@
 /*
  * Online registration ("inscription en ligne"): the rules read from
  * scripts/registration.lua, the verification link's token, the duplicate
- * lookup against the people already on file, and the per-IP rate limit of
- * the public form. The tables are in migrations/0008_registration.sql; the
- * HTTP routes, the mails and the staff decisions are in
- * core/api_registration.c.
+ * lookup against the people already on file, the per-IP rate limit of the
+ * public form, and the writes that link a registration to a person. The
+ * tables are in migrations/0008_registration.sql; the HTTP routes, the
+ * mails and the staff decisions are in core/api_registration.c.
  */
 #ifndef LICOL_REGISTRATION_H
 #define LICOL_REGISTRATION_H
@@ -24,10 +24,10 @@ struct script_state;
 /* Settings from reglages(), or the defaults below when the script is
  * absent, fails or returns a value out of range. */
 struct registration_settings {
-    int max_per_ip;     /* accepted submissions per IP address per window */
+    int max_per_ip; /* accepted submissions per IP address per window */
     int window_minutes;
-    int majority_age;   /* years; under it a legal guardian is required */
-    int link_hours;     /* validity of the verification link */
+    int majority_age; /* years; under it a legal guardian is required */
+    int link_hours;   /* validity of the verification link */
 };
 
 #define REGISTRATION_DEFAULT_MAX_PER_IP 10
@@ -89,6 +89,29 @@ int registration_attempts_count(struct db *db, const char *ip, long window_secon
 int registration_attempt_record(struct db *db, const char *ip);
 
 struct app;
+struct auth_user;
+
+/* Gives (give = 1) or removes one role bit, with its audit row, inside the
+ * caller's transaction. Returns 0 or -1. */
+int registration_set_role(struct app *app, const struct auth_user *actor, int64_t person_id,
+                          unsigned bit, int give);
+
+/* Returns 1 when the person holds at least one role (also on a database
+ * error, so that no role is added by mistake), else 0. */
+int registration_has_roles(struct db *db, int64_t person_id);
+
+/* Records the decisions of registration (its "consents", "ip",
+ * "user_agent" and "id" members, as the staff API returns them) as consent
+ * proofs of person_id, channel registration, inside the caller's
+ * transaction. Returns 0 or -1 (logged). */
+int registration_record_consents(struct db *db, json_t *registration, int64_t person_id);
+
+/* Finds or creates the legal guardian ({last_name, first_name, email,
+ * phone}, may be NULL: nothing done) of child_id and links them as legal
+ * guardian and payer. A person with the same address, name and first name
+ * (ASCII case ignored) is reused. Returns 0 or -1. */
+int registration_attach_guardian(struct app *app, const struct auth_user *actor, json_t *guardian,
+                                 int64_t child_id);
 
 /* Registers the public routes (GET /api/v1/inscription/formulaire, POST
  * /api/v1/inscription, POST /api/v1/inscription/confirmation) and the

@@ -1,6 +1,6 @@
 // Browser tests of the public registration form (web/inscription.html) and
 // of the staff registrations page, against a real licol server whose
-// database holds the federation file ffe-2025.csv, a real SMTP server on
+// database contains the federation file ffe-2025.csv, a real SMTP server on
 // loopback (tests/tools/smtp_sink.py) and Debian's headless Chromium
 // driven by playwright-core. The tests run in order: a parent registers a
 // minor, an imported rider registers again, a bot fills the hidden field,

@@ -159,8 +159,8 @@ async function renderForm() {
       optional.map((doc) => consentBlock(doc, fields)))
     : null;
 
-  // Out of sight for people (see inscription.css); a bot that fills it gets
-  // the usual answer and nothing is recorded.
+  // Out of sight for people (see inscription.css). A bot that fills it gets
+  // the usual response and nothing is recorded.
   const trap = h('div', { class: 'piege', 'aria-hidden': 'true' },
     h('label', { for: 'site-web' }, 'Ne remplissez pas ce champ'),
     h('input', { id: 'site-web', name: form.honeypot, type: 'text', tabindex: '-1', autocomplete: 'off' }));

@@ -58,7 +58,8 @@ function displayData(key, value) {
   if (value === null || value === undefined || value === '') return '—';
   if (key === 'birth_date') return formatDate(value);
   if (key === 'mobile' || key === 'phone') return formatPhone(value);
-  if (key === 'sex') return value === 'F' ? 'Féminin' : value === 'M' ? 'Masculin' : value;
+  if (key === 'sex' && value === 'F') return 'Féminin';
+  if (key === 'sex' && value === 'M') return 'Masculin';
   return String(value);
 }
 
