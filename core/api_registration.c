@@ -956,6 +956,41 @@ static void row_rules(struct app *app, json_t *row, struct registration_rules *r
     api_scripts_release(&scripts);
 }
 
+/* Sends an invitation mail (choose a password) for person_id unless
+ * someone with the same address can already log in, so that the account
+ * opened by a registration can be used. Returns 1 when a mail was queued,
+ * else 0. A failure is logged and does not undo the registration. */
+static int offer_login(struct app *app, struct http_request *req, int64_t person_id)
+{
+    sqlite3_stmt *stmt = db_stmt(app->db, "SELECT p.email IS NOT NULL AND NOT EXISTS"
+                                          " (SELECT 1 FROM person o WHERE o.email = p.email"
+                                          " AND o.password_hash IS NOT NULL)"
+                                          " FROM person p WHERE p.id = ?1");
+    struct recovery_request request = {
+        .person_ids = &person_id, .count = 1, .token_kind = "invitation"};
+    json_t *result = NULL;
+    char *err = NULL;
+    int wanted = 0, queued = 0;
+
+    if (stmt == NULL)
+        return 0;
+    sqlite3_bind_int64(stmt, 1, person_id);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        wanted = sqlite3_column_int(stmt, 0);
+    sqlite3_reset(stmt);
+    if (!wanted)
+        return 0;
+    if (recovery_send(app, &request, &result, &err) != 0) {
+        log_error("registration", "%s: invitation mail for person %lld not queued: %s", req->id,
+                  (long long)person_id, err ? err : "");
+        free(err);
+        return 0;
+    }
+    queued = json_integer_value(json_object_get(result, "queued")) > 0;
+    json_decref(result);
+    return queued;
+}
+
 /* ---- POST /api/v1/inscription/confirmation ----------------------------------------- */
 
 static void handle_confirm(struct http_request *req, void *ctx)
@@ -1014,8 +1049,12 @@ static void handle_confirm(struct http_request *req, void *ctx)
                  "%s: registration %lld confirmed from the address on file of "
                  "person %lld",
                  req->id, (long long)id, (long long)candidate);
-        message = "Merci, c'est confirmé : votre demande est rattachée à votre fiche au club. "
-                  "L'équipe du club va l'examiner.";
+        message = offer_login(app, req, candidate)
+                      ? "Merci, c'est confirmé : votre demande est rattachée à votre fiche au "
+                        "club. Un second e-mail vous permet de choisir votre mot de passe. "
+                        "L'équipe du club va examiner votre demande."
+                      : "Merci, c'est confirmé : votre demande est rattachée à votre fiche au "
+                        "club. L'équipe du club va l'examiner.";
     } else if (candidate > 0 || rules.role == 0) {
         /* A possible duplicate without an address on file, or a club that
          * creates people only on validation: staff decide. */
@@ -1036,8 +1075,12 @@ static void handle_confirm(struct http_request *req, void *ctx)
             goto done; /* responded */
         log_info("registration", "%s: registration %lld confirmed, person %lld created", req->id,
                  (long long)id, (long long)person);
-        message = "Merci, votre adresse e-mail est confirmée et votre compte est ouvert. L'équipe "
-                  "du club va examiner votre inscription.";
+        message = offer_login(app, req, person)
+                      ? "Merci, votre adresse e-mail est confirmée et votre compte est ouvert. "
+                        "Un second e-mail vous permet de choisir votre mot de passe. L'équipe "
+                        "du club va examiner votre inscription."
+                      : "Merci, votre adresse e-mail est confirmée et votre compte est ouvert. "
+                        "L'équipe du club va examiner votre inscription.";
     }
     http_respond_json(req, 200,
                       json_pack("{s:s,s:s}", "status", "to_validate", "message", message));
@@ -1155,6 +1198,7 @@ static void handle_validate(struct http_request *req, void *ctx)
     struct registration_rules rules;
     struct outcome o = {.app = app, .status = "validated", .req = req};
     const char *action;
+    int attached_now;
 
     if (id == 0 || (user = auth_require(app, req, "registrations.manage", 0)) == NULL)
         return;
@@ -1187,6 +1231,7 @@ static void handle_validate(struct http_request *req, void *ctx)
     o.give_role = rules.validated_role;
     o.drop_role = rules.role;
 
+    attached_now = person == 0;
     if (person > 0) {
         /* Already linked on confirmation: only the role changes. A person
          * who was on file before keeps every role they had. */
@@ -1214,6 +1259,8 @@ static void handle_validate(struct http_request *req, void *ctx)
         if (person == 0)
             goto done; /* responded */
     }
+    if (attached_now)
+        offer_login(app, req, person);
     log_info("registration", "%s: registration %lld validated by %lld: person %lld (%s)", req->id,
              (long long)id, (long long)user->person_id, (long long)person, action);
     json_decref(row);

@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import time
 import unittest
 
 from licol_harness import LicolServer, Session, SHARED_DIR, SOURCE_DIR, LICOL_BIN
@@ -24,6 +25,7 @@ from test_mail_recovery import SmtpSink, mail_server
 PASSWORD = "un-mot-de-passe-solide"
 FFE_2025 = os.path.join(SHARED_DIR, "samples", "ffe-2025.csv")
 CONFIRM_RE = re.compile(r"(https?://[^\s\"<>]+/inscription\.html#confirmer=([A-Za-z0-9_-]{43}))")
+INVITATION_RE = re.compile(r"https?://[^\s\"<>]+#jeton=([A-Za-z0-9_-]{43})")
 USER_AGENT = "Mozilla/5.0 (test d'inscription)"
 
 # Riders of ffe-2025.csv: one with an e-mail address, one without.
@@ -99,12 +101,32 @@ class RegistrationCase(unittest.TestCase):
                                               {"token": token})
         return status, json.loads(data) if data else None
 
+    def verification_mails(self, count, timeout=30):
+        """Waits for count verification mails and returns them in order."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            mails = [m for m in self.sink.messages() if CONFIRM_RE.search(m["text"] or "")]
+            if len(mails) >= count:
+                return mails
+            time.sleep(0.05)
+        self.fail("expected %d verification mails, got %d" % (count, len(mails)))
+
     def link(self, count):
-        """The link and token of the count-th mail received (1-based)."""
-        message = self.sink.wait(count)[count - 1]
-        match = CONFIRM_RE.search(message["text"])
-        self.assertIsNotNone(match, message["text"])
-        return message, match.group(2)
+        """The count-th verification mail received (1-based) and its token."""
+        message = self.verification_mails(count)[count - 1]
+        return message, CONFIRM_RE.search(message["text"]).group(2)
+
+    def invitations(self, address, count=1, timeout=30):
+        """Waits for count invitation mails to address and returns their tokens."""
+        deadline = time.time() + timeout
+        tokens = []
+        while time.time() < deadline:
+            tokens = [INVITATION_RE.search(m["text"]).group(1) for m in self.sink.messages()
+                      if m["rcpt_tos"] == [address] and INVITATION_RE.search(m["text"] or "")]
+            if len(tokens) >= count:
+                return tokens
+            time.sleep(0.05)
+        self.fail("expected %d invitation mails to %s, got %d" % (count, address, len(tokens)))
 
     def registration(self, rid):
         status, body = self.manager.json("GET", "/api/v1/inscriptions/%d" % rid)
@@ -155,6 +177,7 @@ class AdultTest(RegistrationCase):
         status, body = self.confirm(token)
         self.assertEqual(status, 200, body)
         self.assertEqual(body["status"], "to_validate")
+        self.assertIn("choisir votre mot de passe", body["message"])
         reg = self.registration(rid)
         self.assertEqual(reg["status"], "to_validate")
         person = reg["person_id"]
@@ -166,6 +189,19 @@ class AdultTest(RegistrationCase):
         self.assertEqual(reg["data"]["mobile"], "+33611223344")
         self.assertEqual(reg["user_agent"], USER_AGENT)
         self.assertEqual(reg["ip"], "127.0.0.1")
+
+        # The account is open: the invitation lets the applicant choose a
+        # password and log in as a visitor who sees their own record.
+        [invitation] = self.invitations("julie.moreau@example.test")
+        status, _, data = self.server.request("POST", "/api/v1/password/reset",
+                                              {"token": invitation, "password": PASSWORD})
+        self.assertEqual(status, 200, data)
+        rider = Session(self.server)
+        rider.login("julie.moreau@example.test", PASSWORD)
+        status, _ = rider.json("GET", "/api/v1/riders/%d" % person)
+        self.assertEqual(status, 200)
+        status, _ = rider.json("GET", "/api/v1/inscriptions")
+        self.assertEqual(status, 403)
 
         status, listing = self.manager.json("GET", "/api/v1/inscriptions?status=to_validate")
         self.assertEqual(status, 200)
@@ -383,6 +419,7 @@ class DuplicateTest(RegistrationCase):
         status, body = self.confirm(token)
         self.assertEqual(status, 200, body)
         self.assertIn("rattachée à votre fiche", body["message"])
+        self.assertEqual(len(self.invitations(rider["email"])), 1)
         reg = self.registration(rid)
         self.assertEqual(reg["person_id"], person)
         self.assertEqual(self.scalar("SELECT count(*) FROM person"), people)
