@@ -70,9 +70,11 @@ function changeItem(sample, change) {
 
 function sampleRow(run, sample) {
   const person = sample.person || {};
-  // A preview's ids may belong to people that were never saved, so only a
-  // real run links to the sheets.
-  const name = person.id && !run.dry_run ? h('a', { href: `/cavaliers/${person.id}` }, person.name) : (person.name || '');
+  // A preview's ids may belong to people that were never saved, and an
+  // undone run's created people are gone, so only a kept real run links to
+  // the sheets.
+  const linked = person.id && !run.dry_run && run.state === 'done';
+  const name = linked ? h('a', { href: `/cavaliers/${person.id}` }, person.name) : (person.name || '');
   const listClass = sample.action === 'create' ? 'changes changes--inline' : 'changes';
   return h('tr', {},
     h('td', { 'data-label': 'Ligne' }, String(sample.row ?? '')),
