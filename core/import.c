@@ -597,6 +597,23 @@ static void compute_keys(const char *const values[COL_COUNT], char *match_key, c
                        PERSON_SEARCH_SIZE);
 }
 
+/* Binds the columns ?1 to ?16 in column order, then the derived keys as
+ * ?17 and ?18; match_key and search are the caller's buffers that must
+ * outlive the statement's execution. */
+static void bind_person_values(sqlite3_stmt *stmt, const char *const values[COL_COUNT],
+                               char *match_key, char *search)
+{
+    compute_keys(values, match_key, search);
+    sqlite3_bind_text(stmt, 1, values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "", -1,
+                      SQLITE_STATIC);
+    for (int c = COL_BIRTH_DATE; c < COL_COUNT; c++)
+        db_bind_text_or_null(stmt, c + 1, values[c]);
+    sqlite3_bind_text(stmt, 17, match_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 18, search, -1, SQLITE_STATIC);
+}
+
 static int64_t insert_person(struct job *job, const char *const values[COL_COUNT])
 {
     sqlite3_stmt *stmt = db_stmt(
@@ -611,15 +628,7 @@ static int64_t insert_person(struct job *job, const char *const values[COL_COUNT
 
     if (!stmt)
         return -1;
-    compute_keys(values, match_key, search);
-    sqlite3_bind_text(stmt, 1, values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "", -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "", -1,
-                      SQLITE_STATIC);
-    for (int c = COL_BIRTH_DATE; c < COL_COUNT; c++)
-        db_bind_text_or_null(stmt, c + 1, values[c]);
-    sqlite3_bind_text(stmt, 17, match_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 18, search, -1, SQLITE_STATIC);
+    bind_person_values(stmt, values, match_key, search);
     sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 20, job->run_id);
     rc = sqlite3_step(stmt);
@@ -642,15 +651,7 @@ static int update_person(struct job *job, int64_t id, const char *const values[C
 
     if (!stmt)
         return SQLITE_ERROR;
-    compute_keys(values, match_key, search);
-    sqlite3_bind_text(stmt, 1, values[COL_LAST_NAME] ? values[COL_LAST_NAME] : "", -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 2, values[COL_FIRST_NAME] ? values[COL_FIRST_NAME] : "", -1,
-                      SQLITE_STATIC);
-    for (int c = COL_BIRTH_DATE; c < COL_COUNT; c++)
-        db_bind_text_or_null(stmt, c + 1, values[c]);
-    sqlite3_bind_text(stmt, 17, match_key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(stmt, 18, search, -1, SQLITE_STATIC);
+    bind_person_values(stmt, values, match_key, search);
     sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 20, id);
     rc = sqlite3_step(stmt);
