@@ -474,6 +474,27 @@ test('list works with the keyboard', async () => {
   await shot('cavaliers-clavier');
 });
 
+test('phone menu folds the navigation', async () => {
+  await page.setViewportSize(PHONE);
+  try {
+    await goto('/cavaliers');
+    await waitForListSummary();
+    assert(!(await page.isVisible('#nav-principale')), 'navigation shown before opening the menu');
+    await page.click('#menu');
+    assertEqual(await page.getAttribute('#menu', 'aria-expanded'), 'true', 'aria-expanded after opening');
+    assert(await page.isVisible('#nav-principale a:has-text("Imports")'), 'navigation hidden after opening the menu');
+    await shot('menu-telephone-ouvert', PHONE);
+    await page.click('#nav-principale a:has-text("Imports")');
+    await page.waitForURL('**/imports');
+    assertEqual(await page.getAttribute('#menu', 'aria-expanded'), 'false', 'aria-expanded after following a link');
+    assert(!(await page.isVisible('#nav-principale')), 'navigation still open after following a link');
+  } finally {
+    await page.setViewportSize(DESKTOP);
+  }
+  assert(await page.isVisible('#nav-principale'), 'navigation hidden on a desktop screen');
+  assert(!(await page.isVisible('#menu')), 'menu button shown on a desktop screen');
+});
+
 test('coming soon tabs show no data', async () => {
   const tabs = ['commandes', 'planning', 'cartes', 'abonnements', 'evenements', 'chevaux', 'solde', 'prestations', 'regularisations', 'tableau-de-bord'];
   await goto(`/cavaliers/${seeded.therese}`);

@@ -15,6 +15,16 @@ import { tokensPage } from './pages/tokens.js';
 const main = document.getElementById('contenu');
 const nav = document.getElementById('nav-principale');
 const account = document.getElementById('compte');
+const menuButton = document.getElementById('menu');
+const header = document.querySelector('.app-header');
+
+// On phones the navigation folds behind the "Menu" button (CSS decides
+// when the button shows); following a link folds it again.
+function setMenuOpen(open) {
+  header.classList.toggle('app-header--open', open);
+  menuButton.setAttribute('aria-expanded', String(open));
+}
+menuButton.addEventListener('click', () => setMenuOpen(menuButton.getAttribute('aria-expanded') !== 'true'));
 
 // Pages by path. perm: the action of the permission map needed to open the
 // page (the server checks again on every request).
@@ -118,9 +128,11 @@ function navLink(path, label) {
 }
 
 function renderHeader() {
+  setMenuOpen(false);
   if (!app.user || app.user.must_change_password) {
     nav.hidden = true;
     account.hidden = true;
+    menuButton.hidden = true;
     replace(nav);
     replace(account);
     return;
@@ -139,6 +151,7 @@ function renderHeader() {
     h('a', { href: '/mot-de-passe', class: 'app-account__link' }, 'Mot de passe'),
     h('button', { type: 'button', class: 'button button--small button--ghost', onclick: () => app.logout() }, 'Se déconnecter'));
   account.hidden = false;
+  menuButton.hidden = false;
 }
 
 // ---- pages ----------------------------------------------------------------
