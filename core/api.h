@@ -103,6 +103,15 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
  * the plugins that returned something (new reference), or NULL. */
 json_t *api_rider_created_hook(struct app *app, int64_t id);
 
+/* Reads the people a bulk mail action targets from body:
+ * "import_run_id" (the people an import created or updated), "person_ids"
+ * (at most RECOVERY_MAX_PEOPLE positive ids) or "person_id". Returns how
+ * many, with *ids (caller frees) and *run_id (0 unless an import was
+ * named); 0 with *run_id 0 when body names none of them (nothing
+ * responded); -1 after responding 404, 422 or 500. */
+long api_read_person_selection(struct app *app, struct http_request *req, json_t *body,
+                               int64_t **ids, int64_t *run_id);
+
 /* Route registration of each API file. */
 void api_riders_register_routes(struct app *app);
 void api_riders_list_register_routes(struct app *app);

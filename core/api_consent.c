@@ -938,39 +938,22 @@ static void handle_requests(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "consent.manage", 0);
-    json_t *body, *list, *value, *result = NULL;
+    json_t *body, *result = NULL;
     int64_t *ids = NULL;
     long count = 0;
     int64_t run_id = 0;
     char *err = NULL;
-    size_t i;
 
     if (user == NULL)
         return;
     body = api_read_object(req);
     if (body == NULL)
         return;
-    list = json_object_get(body, "person_ids");
-    if (json_is_integer(json_object_get(body, "import_run_id"))) {
-        run_id = json_integer_value(json_object_get(body, "import_run_id"));
-        count = recovery_import_people(app->db, run_id, &ids, &err);
-        if (count < 0) {
-            http_respond_error(req, 404, "not_found", err);
-            goto done;
-        }
-    } else if (json_is_array(list) && json_array_size(list) > 0 &&
-               json_array_size(list) <= RECOVERY_MAX_PEOPLE) {
-        ids = calloc(json_array_size(list), sizeof(*ids));
-        if (ids == NULL)
-            goto oom;
-        json_array_foreach(list, i, value) ids[count++] = json_integer_value(value);
-    } else if (json_is_integer(json_object_get(body, "person_id"))) {
-        ids = malloc(sizeof(*ids));
-        if (ids == NULL)
-            goto oom;
-        ids[0] = json_integer_value(json_object_get(body, "person_id"));
-        count = 1;
-    } else if (json_is_string(json_object_get(body, "status"))) {
+    count = api_read_person_selection(app, req, body, &ids, &run_id);
+    if (count < 0)
+        goto done;
+    if (count == 0 && run_id == 0 && json_is_string(json_object_get(body, "status"))) {
+        /* Everyone whose consent is pending or to renew. */
         sqlite3_stmt *stmt = db_stmt(app->db,
                                      "SELECT s.person_id FROM consent_person_status s"
                                      " WHERE s.status IN ('en_attente', 'a_renouveler')"
@@ -995,7 +978,7 @@ static void handle_requests(struct http_request *req, void *ctx)
             ids[count++] = sqlite3_column_int64(stmt, 0);
         }
         sqlite3_reset(stmt);
-    } else {
+    } else if (count == 0 && run_id == 0) {
         api_respond_validation(req, json_pack("{s:s}", "person_ids",
                                               "Indiquez un import, des personnes ou un statut."));
         goto done;
@@ -1006,10 +989,7 @@ static void handle_requests(struct http_request *req, void *ctx)
     }
     api_audit(app, user, count == 1 ? ids[0] : 0, "consent.request", NULL, NULL, NULL);
     http_respond_json(req, 200, result);
-    goto done;
 
-oom:
-    http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
 done:
     free(ids);
     free(err);

@@ -27,68 +27,89 @@
 
 /* ---- staff: POST /api/v1/recovery-mails ------------------------------------ */
 
+long api_read_person_selection(struct app *app, struct http_request *req, json_t *body,
+                               int64_t **ids, int64_t *run_id)
+{
+    json_t *list = json_object_get(body, "person_ids");
+    json_t *one = json_object_get(body, "person_id");
+    json_t *value;
+    char *err = NULL;
+    long count = 0;
+    size_t i;
+
+    *ids = NULL;
+    *run_id = 0;
+    if (json_is_integer(json_object_get(body, "import_run_id"))) {
+        *run_id = json_integer_value(json_object_get(body, "import_run_id"));
+        count = recovery_import_people(app->db, *run_id, ids, &err);
+        if (count < 0) {
+            http_respond_error(req, 404, "not_found", err ? err : "Import introuvable.");
+            free(err);
+            return -1;
+        }
+        return count;
+    }
+    if (json_is_array(list) && json_array_size(list) > 0) {
+        if (json_array_size(list) > RECOVERY_MAX_PEOPLE) {
+            api_respond_validation(req, json_pack("{s:s}", "person_ids",
+                                                  "Trop de personnes à la fois."));
+            return -1;
+        }
+        *ids = calloc(json_array_size(list), sizeof(**ids));
+        if (*ids == NULL) {
+            http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
+            return -1;
+        }
+        json_array_foreach(list, i, value) {
+            if (!json_is_integer(value) || json_integer_value(value) <= 0) {
+                api_respond_validation(req, json_pack("{s:s}", "person_ids",
+                                                      "Chaque personne doit être un numéro."));
+                free(*ids);
+                *ids = NULL;
+                return -1;
+            }
+            (*ids)[count++] = json_integer_value(value);
+        }
+        return count;
+    }
+    if (json_is_integer(one) && json_integer_value(one) > 0) {
+        *ids = malloc(sizeof(**ids));
+        if (*ids == NULL) {
+            http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
+            return -1;
+        }
+        (*ids)[0] = json_integer_value(one);
+        return 1;
+    }
+    return 0;
+}
+
 static void handle_recovery_mails(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "mail.send", 0);
-    json_t *body = NULL, *list, *value, *result = NULL;
+    json_t *body = NULL, *result = NULL;
     struct recovery_request request = {0};
-    int64_t *ids = NULL, one;
-    json_int_t run_id = 0;
+    int64_t *ids = NULL, run_id = 0;
     long count = 0;
     char *err = NULL;
-    size_t i;
 
     if (user == NULL)
         return;
     body = api_read_object(req);
     if (body == NULL)
         return;
-    list = json_object_get(body, "person_ids");
-    if (json_is_integer(json_object_get(body, "import_run_id"))) {
-        run_id = json_integer_value(json_object_get(body, "import_run_id"));
-        count = recovery_import_people(app->db, run_id, &ids, &err);
-        if (count < 0) {
-            http_respond_error(req, 404, "not_found", err);
-            goto done;
-        }
-        request.skip_already_sent = 1;
-    } else if (json_is_array(list) && json_array_size(list) > 0) {
-        if (json_array_size(list) > RECOVERY_MAX_PEOPLE) {
-            api_respond_validation(req, json_pack("{s:s}", "person_ids",
-                                                  "Trop de personnes à la fois."));
-            goto done;
-        }
-        ids = calloc(json_array_size(list), sizeof(*ids));
-        if (ids == NULL) {
-            http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
-            goto done;
-        }
-        json_array_foreach(list, i, value) {
-            if (!json_is_integer(value) || json_integer_value(value) <= 0) {
-                api_respond_validation(req, json_pack("{s:s}", "person_ids",
-                                                      "Chaque personne doit être un numéro."));
-                goto done;
-            }
-            ids[count++] = json_integer_value(value);
-        }
-    } else if (json_is_integer(json_object_get(body, "person_id")) &&
-               json_integer_value(json_object_get(body, "person_id")) > 0) {
-        one = json_integer_value(json_object_get(body, "person_id"));
-        ids = malloc(sizeof(*ids));
-        if (ids == NULL) {
-            http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
-            goto done;
-        }
-        ids[0] = one;
-        count = 1;
-    } else {
+    count = api_read_person_selection(app, req, body, &ids, &run_id);
+    if (count < 0)
+        goto done;
+    if (count == 0 && run_id == 0) {
         api_respond_validation(req, json_pack("{s:s}", "person_ids",
                                               "Indiquez un import (import_run_id), une liste de "
                                               "personnes (person_ids) ou une personne "
                                               "(person_id)."));
         goto done;
     }
+    request.skip_already_sent = run_id != 0;
 
     request.person_ids = ids;
     request.count = (size_t)count;
