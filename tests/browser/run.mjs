@@ -480,6 +480,7 @@ test('phone menu folds the navigation', async () => {
     await goto('/cavaliers');
     await waitForListSummary();
     assert(!(await page.isVisible('#nav-principale')), 'navigation shown before opening the menu');
+    assertEqual(await page.getByRole('button', { name: 'Menu', exact: true }).count(), 1, 'buttons named exactly "Menu"');
     await page.click('#menu');
     assertEqual(await page.getAttribute('#menu', 'aria-expanded'), 'true', 'aria-expanded after opening');
     assert(await page.isVisible('#nav-principale a:has-text("Imports")'), 'navigation hidden after opening the menu');
