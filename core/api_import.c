@@ -235,11 +235,12 @@ static void handle_upload(struct http_request *req, void *ctx)
                       strcmp(value, "0") != 0 && strcmp(value, "false") != 0;
     snprintf(options.format, sizeof(options.format), "auto");
     if (http_query_param(req, "format", value, sizeof(value)) && value[0]) {
-        if (strlen(value) >= sizeof(options.format) || strpbrk(value, "/.\\")) {
+        size_t len = strlen(value);
+        if (len >= sizeof(options.format) || strpbrk(value, "/.\\")) {
             http_respond_error(req, 400, "bad_format", "Format inconnu.");
             return;
         }
-        snprintf(options.format, sizeof(options.format), "%s", value);
+        memcpy(options.format, value, len + 1);
     }
     if (!http_query_param(req, "filename", options.filename, sizeof(options.filename)) ||
         !options.filename[0])
