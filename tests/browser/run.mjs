@@ -701,7 +701,7 @@ test('import of an unusable file', async () => {
   await shot('import-fichier-refuse');
 });
 
-test('unusable imported values shown on the sheet', async () => {
+test('unusable imported values on sheet', async () => {
   const probe = await context.request.get(`${server.baseUrl}/api/v1/imports`);
   if (probe.status() === 404) skip('the import routes (/api/v1/imports) are not in this server yet');
   const file = writeSampleFile('valeurs-brutes.csv', [
@@ -726,7 +726,7 @@ test('unusable imported values shown on the sheet', async () => {
   await shot('fiche-valeurs-importees');
 });
 
-test('employee sees staff pages but cannot grant manager', async () => {
+test('employee pages without manager status', async () => {
   server.addUser({ email: 'employe@test.invalid', role: 'employe', lastName: 'Roux', firstName: 'Camille', password: 'Licol-employe-2026' });
   const staff = await loginAs('employe@test.invalid', 'Licol-employe-2026');
   try {
@@ -741,7 +741,7 @@ test('employee sees staff pages but cannot grant manager', async () => {
   }
 });
 
-test('accountant reads sheets without editing', async () => {
+test('accountant sheets read-only', async () => {
   server.addUser({ email: 'comptable@test.invalid', role: 'comptable', lastName: 'Blanc', firstName: 'Odile', password: 'Licol-comptable-2026' });
   const accountant = await loginAs('comptable@test.invalid', 'Licol-comptable-2026');
   try {
@@ -764,7 +764,7 @@ test('accountant reads sheets without editing', async () => {
   }
 });
 
-test('client sees only their own and family sheets', async () => {
+test('client own and family sheets', async () => {
   server.addUser({ email: 'sophie.martin@test.invalid', role: 'client', lastName: 'Martin', firstName: 'Sophie', password: 'Licol-client-2026' });
   const list = await apiCall('GET', '/riders?status=tous&q=sophie.martin');
   const sophie = list.items[0].id;
