@@ -616,7 +616,7 @@ test('undo refused after later edits', async () => {
 // Opens a new browser context logged in as email. Returns its page.
 async function loginAs(email, password) {
   const other = await browser.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
-  other.setDefaultTimeout(10000);
+  other.setDefaultTimeout(15000);
   const otherPage = await other.newPage();
   await otherPage.goto(`${server.baseUrl}/connexion`);
   await otherPage.fill('input[name="email"]', email);
@@ -891,7 +891,7 @@ async function main() {
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     context = await browser.newContext({ viewport: DESKTOP, locale: 'fr-FR', timezoneId: 'Europe/Paris' });
-    context.setDefaultTimeout(10000);
+    context.setDefaultTimeout(15000);
     page = await context.newPage();
     page.on('pageerror', (err) => pageErrors.push(err.message));
     page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(msg.text()); });
