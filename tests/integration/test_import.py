@@ -34,12 +34,20 @@ def generate(path, rows, season=2026, fmt="ffe", seed=1):
                     "--seed", str(seed), "--out", path], check=True)
 
 
+PERSON_COLUMNS = ("id, last_name, first_name, birth_date, sex, email, email_invalid, phone, mobile,"
+                  " address, address2, postcode, city, country, licence_number, licence_raw, galop,"
+                  " match_key, search_text, created_at, created_by_import")
+
+
 def db_fingerprint(db_path):
-    """A digest of everything an import may write, to compare states."""
+    """A digest of everything an import may write, to compare states.
+
+    person.updated_at is left out: an undo restores the values, and the
+    time of that change is rightly the time of the undo."""
     db = sqlite3.connect(db_path)
     digest = hashlib.sha256()
     for query in [
-        "SELECT * FROM person ORDER BY id",
+        "SELECT %s FROM person ORDER BY id" % PERSON_COLUMNS,
         "SELECT * FROM person_role ORDER BY person_id, role",
         "SELECT person_id, season, number, type, category, club, taken_on FROM licence ORDER BY person_id, season",
         "SELECT person_id, related_id, relationship, is_legal_guardian, is_payer FROM family_link ORDER BY 1, 2",
