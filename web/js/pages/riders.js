@@ -75,7 +75,9 @@ function consentBadge(status) {
 async function sendRecoveryMails(selected, button, resultBox) {
   const count = selected.size;
   const ok = await confirmDialog('Envoyer le mail de récupération',
-    `${plural(count, 'personne sélectionnée', 'personnes sélectionnées')} recevront un lien pour choisir leur mot de passe (un seul mail par adresse partagée).`,
+    count === 1
+      ? 'La personne sélectionnée recevra un lien pour choisir son mot de passe.'
+      : `Les ${count} personnes sélectionnées recevront un lien pour choisir leur mot de passe (un seul mail par adresse partagée).`,
     'Envoyer');
   if (!ok) return;
   await withBusy(button, 'Envoi…', async () => {
