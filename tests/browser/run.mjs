@@ -430,7 +430,7 @@ test('licences and history tabs', async () => {
   await goto(`/cavaliers/${seeded.therese}`);
   await page.click('[role="tab"][data-tab="licences"]');
   await page.locator('h2', { hasText: 'Licence' }).waitFor();
-  await shot('fiche-licences');
+  await shot('fiche-sans-licence');
   await page.click('[role="tab"][data-tab="historique"]');
   const rows = page.locator('[role="tabpanel"]:not([hidden]) table tbody tr');
   await rows.first().waitFor();
@@ -611,6 +611,14 @@ test('undo refused after later edits', async () => {
   assert((await refusal.locator('.conflicts li').count()) >= 1, 'no list of the conflicting changes');
   assert((await refusal.textContent()).includes('Ville'), 'the changed field is not named');
   await shot('import-annulation-refusee');
+
+  // The imported person's licence history, by season.
+  await goto(`/cavaliers/${found.items[0].id}?onglet=licences`);
+  const licenceRow = page.locator('[role="tabpanel"]:not([hidden]) tbody tr').first();
+  await licenceRow.waitFor();
+  assert((await licenceRow.textContent()).includes('6327815G'), `licence row: ${await licenceRow.textContent()}`);
+  assert((await licenceRow.textContent()).includes('2025'), `licence season: ${await licenceRow.textContent()}`);
+  await shots('fiche-licences');
 });
 
 // Opens a new browser context logged in as email. Returns its page.
