@@ -11,6 +11,11 @@ import { riderPage, newRiderPage } from './pages/rider.js';
 import { importsPage } from './pages/imports.js';
 import { scriptsPage } from './pages/scripts.js';
 import { tokensPage } from './pages/tokens.js';
+import { outboxPage } from './pages/outbox.js';
+import { consentsPage } from './pages/consents.js';
+import { myConsentsPage } from './pages/my_consents.js';
+import { registrationsPage } from './pages/registrations.js';
+import { fetchPage } from './pages/fetch.js';
 
 const main = document.getElementById('contenu');
 const nav = document.getElementById('nav-principale');
@@ -38,6 +43,11 @@ const ROUTES = [
   { pattern: /^\/imports\/(\d+)$/, page: importsPage, perm: 'import.read' },
   { pattern: /^\/scripts$/, page: scriptsPage, perm: 'scripts.status' },
   { pattern: /^\/jetons$/, page: tokensPage, perm: 'tokens.manage' },
+  { pattern: /^\/mails$/, page: outboxPage, perm: 'outbox.read' },
+  { pattern: /^\/consentement$/, page: consentsPage, perm: 'consent.manage' },
+  { pattern: /^\/mes-accords$/, page: myConsentsPage },
+  { pattern: /^\/inscriptions$/, page: registrationsPage, perm: 'registrations.manage' },
+  { pattern: /^\/mise-a-jour$/, page: fetchPage, perm: 'import.read' },
 ];
 
 const app = {
@@ -141,6 +151,11 @@ function renderHeader() {
   if (app.can('riders.list')) links.push(navLink('/cavaliers', 'Cavaliers'));
   else links.push(navLink(`/cavaliers/${app.user.id}`, 'Ma fiche'));
   if (app.can('import.read') || app.can('import.run')) links.push(navLink('/imports', 'Imports'));
+  if (app.can('import.read')) links.push(navLink('/mise-a-jour', 'Mise à jour FFE'));
+  if (app.can('registrations.manage')) links.push(navLink('/inscriptions', 'Inscriptions'));
+  if (app.can('outbox.read')) links.push(navLink('/mails', 'Mails'));
+  if (app.can('consent.manage')) links.push(navLink('/consentement', 'Consentement'));
+  if (!app.can('riders.list')) links.push(navLink('/mes-accords', 'Mes accords'));
   if (app.can('scripts.status')) links.push(navLink('/scripts', 'État des scripts'));
   if (app.can('tokens.manage')) links.push(navLink('/jetons', "Jetons d'API"));
   replace(nav, h('ul', {}, links));
