@@ -739,7 +739,7 @@ test('employee pages without manager status', async () => {
   const staff = await loginAs('employe@test.invalid', 'Licol-employe-2026');
   try {
     assertEqual(new URL(staff.url()).pathname, '/cavaliers', 'first page of an employee');
-    assertEqual(JSON.stringify(await navLabels(staff)), JSON.stringify(['Cavaliers', 'Imports', 'État des scripts']), 'navigation');
+    assertEqual(JSON.stringify(await navLabels(staff)), JSON.stringify(['Cavaliers', 'Imports', 'Mise à jour FFE', 'Inscriptions', 'Mails', 'Consentement', 'État des scripts']), 'navigation');
     await staff.goto(`${server.baseUrl}/cavaliers/${seeded.therese}`);
     await staff.locator('h1', { hasText: 'Thérèse DUPONT' }).waitFor();
     assert(await staff.isDisabled('input[name="roles"][value="gerant"]'), 'an employee may tick the manager status');
@@ -782,7 +782,7 @@ test('client own and family sheets', async () => {
   const client = await loginAs('sophie.martin@test.invalid', 'Licol-client-2026');
   try {
     assertEqual(new URL(client.url()).pathname, `/cavaliers/${sophie}`, 'first page of a client');
-    assertEqual(JSON.stringify(await navLabels(client)), JSON.stringify(['Ma fiche']), 'navigation');
+    assertEqual(JSON.stringify(await navLabels(client)), JSON.stringify(['Ma fiche', 'Mes accords']), 'navigation');
     assertEqual(await client.locator('a:has-text("Retour à la liste")').count(), 0, 'link to the rider list');
     await client.fill('input[name="city"]', 'Angers');
     await client.click('button:has-text("Enregistrer les modifications")');
