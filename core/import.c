@@ -1003,6 +1003,26 @@ static int merge_plugin_fields(struct job *job, int rec, int64_t id, int is_new,
 
 enum match_result { MATCH_NONE, MATCH_ONE, MATCH_AMBIGUOUS, MATCH_CONFLICT, MATCH_ERROR };
 
+/* Compares two match keys "last|first|birth": the same person unless both
+ * the folded last name and the birth date differ (a birth date missing on
+ * either side counts as agreeing). A changed last name alone (marriage,
+ * typing) or a corrected birth date alone is still the same rider. */
+static int same_identity(const char *known, const char *incoming)
+{
+    const char *known_first = strchr(known, '|');
+    const char *incoming_first = strchr(incoming, '|');
+    const char *known_birth = known_first ? strchr(known_first + 1, '|') : NULL;
+    const char *incoming_birth = incoming_first ? strchr(incoming_first + 1, '|') : NULL;
+    int same_last, same_birth;
+
+    if (!known_first || !incoming_first || !known_birth || !incoming_birth)
+        return 1;
+    same_last = known_first - known == incoming_first - incoming &&
+                memcmp(known, incoming, (size_t)(known_first - known)) == 0;
+    same_birth = !known_birth[1] || !incoming_birth[1] || !strcmp(known_birth, incoming_birth);
+    return same_last || same_birth;
+}
+
 static enum match_result match_person(struct job *job, const struct incoming *in, int64_t *id,
                                       char *why, size_t why_size)
 {
@@ -1013,23 +1033,40 @@ static enum match_result match_person(struct job *job, const struct incoming *in
     char candidate_licence[32] = "";
 
     *id = 0;
+    person_match_key(in->values[COL_LAST_NAME], in->values[COL_FIRST_NAME],
+                     in->values[COL_BIRTH_DATE], match_key, sizeof(match_key));
     if (in->values[COL_LICENCE_NUMBER]) {
-        stmt = db_stmt(job->db, "SELECT id FROM person WHERE licence_number = ?1");
+        char known_key[PERSON_KEY_SIZE] = "";
+        stmt = db_stmt(job->db, "SELECT id, match_key FROM person WHERE licence_number = ?1");
         if (!stmt)
             return MATCH_ERROR;
         sqlite3_bind_text(stmt, 1, in->values[COL_LICENCE_NUMBER], -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
+        if (rc == SQLITE_ROW) {
+            const char *key = (const char *)sqlite3_column_text(stmt, 1);
             *id = sqlite3_column_int64(stmt, 0);
+            snprintf(known_key, sizeof(known_key), "%s", key ? key : "");
+        }
         sqlite3_reset(stmt);
-        if (rc == SQLITE_ROW)
+        if (rc == SQLITE_ROW) {
+            /* A licence number identifies one rider, but a typing error in
+             * a file can give a rider someone else's number: when both the
+             * last name and the birth date differ, it is not the same
+             * person, and nothing is merged. */
+            if (!same_identity(known_key, match_key)) {
+                snprintf(why, why_size,
+                         "à vérifier : le numéro de licence %s est déjà celui d'une autre "
+                         "personne (n° %lld), dont le nom et la date de naissance diffèrent ; "
+                         "rien n'a été fusionné. Vérifiez le numéro dans le fichier.",
+                         in->values[COL_LICENCE_NUMBER], (long long)*id);
+                return MATCH_CONFLICT;
+            }
             return MATCH_ONE;
+        }
         if (rc != SQLITE_DONE)
             return MATCH_ERROR;
     }
 
-    person_match_key(in->values[COL_LAST_NAME], in->values[COL_FIRST_NAME],
-                     in->values[COL_BIRTH_DATE], match_key, sizeof(match_key));
     stmt = db_stmt(job->db, "SELECT id, licence_number FROM person WHERE match_key = ?1 LIMIT 5");
     if (!stmt)
         return MATCH_ERROR;

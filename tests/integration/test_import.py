@@ -362,6 +362,22 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(out["created"], 0)
         self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE last_name = 'Homonyme'"), 2)
 
+    def test_shared_licence_number_set_aside(self):
+        data = ("Numéro licence;Nom;Prénom;Date de naissance;Millésime\r\n"
+                "3333333C;Martin;Jeanne;01/02/2003;2026\r\n"
+                "3333333C;Durand;Paul;04/05/1980;2026\r\n"
+                "3333333C;MARTIN;Jeanne;01/02/2003;2026\r\n"
+                "3333333C;Martin-Petit;Jeanne;01/02/2003;2026\r\n").encode("cp1252")
+        out = self.cli.json(self.write("shared.csv", data))
+        self.assertEqual(out["created"], 1)
+        self.assertEqual(out["set_aside"], 1)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE licence_number = '3333333C'"), 1)
+        self.assertEqual(self.cli.scalar("SELECT last_name FROM person WHERE licence_number = '3333333C'"), "Martin")
+        reason = self.cli.scalar("SELECT message FROM import_row_issue WHERE run_id = ? AND kind = 'set_aside'",
+                                 out["run_id"])
+        self.assertIn("3333333C", reason)
+        self.assertIn("diffèrent", reason)
+
     def test_email_alone_never_matches(self):
         email = self.cli.scalar("SELECT email FROM person WHERE email IS NOT NULL LIMIT 1")
         data = ("Numéro licence;Nom;Prénom;Email;Millésime\r\n"
