@@ -419,11 +419,25 @@ static void handle_undo(struct http_request *req, void *ctx)
     http_respond_json(req, 200, json_pack("{s:o}", "run", import_run_to_json(app->db, id)));
 }
 
+/* Refuses an upload before its body is stored: without a session (or
+ * token) allowed to import, nothing reaches the disk. */
+static int precheck_upload(struct http_request *req, void *ctx)
+{
+    struct app *app = ctx;
+    const char *code, *message;
+    int status;
+    const struct auth_user *user = auth_identify(app, req, &status, &code, &message);
+
+    if (!user)
+        return status;
+    return auth_allowed(app, user, "import.run", 0) ? 0 : 403;
+}
+
 void api_import_register_routes(struct app *app)
 {
     manager.app = app;
     import_recover_interrupted(app->db);
-    router_add(app->router, "POST", "/api/v1/imports", handle_upload, app, ROUTE_UPLOAD);
+    router_add_upload(app->router, "POST", "/api/v1/imports", handle_upload, app, precheck_upload);
     router_add(app->router, "GET", "/api/v1/imports", handle_list, app, 0);
     router_add(app->router, "GET", "/api/v1/imports/:id", handle_get, app, 0);
     router_add(app->router, "POST", "/api/v1/imports/:id/confirm", handle_confirm, app, 0);

@@ -481,12 +481,14 @@ static struct auth_user *user_from_token(struct app *app, const char *token)
     return user;
 }
 
-const struct auth_user *auth_authenticate(struct app *app, struct http_request *req)
+const struct auth_user *auth_identify(struct app *app, struct http_request *req, int *status,
+                                      const char **code, const char **message)
 {
     char cookie[128];
     const char *authorization;
     struct auth_user *user = NULL;
 
+    *status = 0;
     if (req->user != NULL && req->user_free == free)
         return req->user;
 
@@ -494,16 +496,18 @@ const struct auth_user *auth_authenticate(struct app *app, struct http_request *
     if (authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0) {
         user = user_from_token(app, authorization + 7);
         if (user == NULL) {
-            http_respond_error(req, 401, "unauthenticated",
-                               "Jeton d'API invalide ou révoqué.");
+            *status = 401;
+            *code = "unauthenticated";
+            *message = "Jeton d'API invalide ou révoqué.";
             return NULL;
         }
     } else if (http_cookie(req, SESSION_COOKIE, cookie, sizeof(cookie)) && cookie[0]) {
         user = user_from_session(app, cookie);
     }
     if (user == NULL) {
-        http_respond_error(req, 401, "unauthenticated",
-                           "Vous n'êtes pas connecté, ou votre session a expiré.");
+        *status = 401;
+        *code = "unauthenticated";
+        *message = "Vous n'êtes pas connecté, ou votre session a expiré.";
         return NULL;
     }
 
@@ -514,13 +518,25 @@ const struct auth_user *auth_authenticate(struct app *app, struct http_request *
         if (sent == NULL || strlen(sent) != expected_len ||
             sodium_memcmp(sent, user->csrf_token, expected_len) != 0) {
             free(user);
-            http_respond_error(req, 403, "csrf",
-                               "Jeton de sécurité (CSRF) absent ou invalide : rechargez la page.");
+            *status = 403;
+            *code = "csrf";
+            *message = "Jeton de sécurité (CSRF) absent ou invalide : rechargez la page.";
             return NULL;
         }
     }
     req->user = user;
     req->user_free = free;
+    return user;
+}
+
+const struct auth_user *auth_authenticate(struct app *app, struct http_request *req)
+{
+    const char *code = NULL, *message = NULL;
+    int status;
+    const struct auth_user *user = auth_identify(app, req, &status, &code, &message);
+
+    if (user == NULL)
+        http_respond_error(req, status, code, message);
     return user;
 }
 

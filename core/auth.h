@@ -54,6 +54,13 @@ int auth_allowed(struct app *app, const struct auth_user *user, const char *acti
  * (owned by req), or NULL after responding 401 or 403 "csrf". */
 const struct auth_user *auth_authenticate(struct app *app, struct http_request *req);
 
+/* auth_authenticate without responding: on failure returns NULL with
+ * *status (401 or 403) and the error's code and French message (static
+ * strings). Usable when the headers are known but the body is not read yet
+ * (upload prechecks). */
+const struct auth_user *auth_identify(struct app *app, struct http_request *req, int *status,
+                                      const char **code, const char **message);
+
 /* auth_require and auth_allowed with target.role set (the role granted,
  * removed or given to an API token, for rider.roles.update and
  * tokens.manage). role may be NULL. */

@@ -556,6 +556,8 @@ static void conn_fail(struct http_conn *conn, int status)
         case 414: msg = "L'adresse demandée est trop longue."; code = "uri_too_long"; break;
         case 431: msg = "Les en-têtes de la requête sont trop volumineux."; code = "headers_too_large"; break;
         case 503: msg = "Serveur saturé, réessayez dans un instant."; code = "unavailable"; break;
+        case 401: msg = "Vous n'êtes pas connecté, ou votre session a expiré."; code = "unauthenticated"; break;
+        case 403: msg = "Vous n'avez pas le droit d'envoyer ce fichier."; code = "forbidden"; break;
         default: break;
         }
         http_respond_error(req, status, code, msg);
@@ -700,6 +702,10 @@ static int on_headers_complete(llhttp_t *p)
     conn->handler_ctx = NULL;
     status = server->route(req, server->router, &conn->handler, &conn->handler_ctx, &upload);
     conn->body_limit = upload ? server->limits.max_upload : server->limits.max_body;
+    if (status == 401 || status == 403) {
+        conn->error_status = status; /* refused before reading the body */
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > conn->body_limit) {
         conn->error_status = 413;
         return -1;

@@ -35,7 +35,9 @@ typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
 /* Called when the headers are known, before the body is read, to pick the
  * handler. Sets *handler and *ctx, and *upload to 1 when the body must be
  * spooled to a file under the upload directory instead of memory. Returns 0,
- * or an HTTP status (404, 405) to answer without reading the body. */
+ * or an HTTP status: 404 or 405 is answered after the body is read and
+ * discarded (the connection stays usable); 401 or 403 is answered at once
+ * and the connection closed, without reading the body. */
 typedef int (*http_route_fn)(struct http_request *req, void *router, http_handler_fn *handler,
                              void **ctx, int *upload);
 

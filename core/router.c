@@ -18,6 +18,7 @@ struct route {
     http_handler_fn handler;
     void *ctx;
     int flags;
+    router_precheck_fn precheck;
 };
 
 struct router {
@@ -74,6 +75,13 @@ void router_add(struct router *router, const char *method, const char *pattern,
         *slash = '\0';
         p = slash + 1;
     }
+}
+
+void router_add_upload(struct router *router, const char *method, const char *pattern,
+                       http_handler_fn handler, void *ctx, router_precheck_fn precheck)
+{
+    router_add(router, method, pattern, handler, ctx, ROUTE_UPLOAD);
+    router->routes[router->count - 1].precheck = precheck;
 }
 
 /* Matches path against route; on success stores parameters in req. */
@@ -149,7 +157,7 @@ int router_route(struct http_request *req, void *opaque, http_handler_fn *handle
             *handler = route->handler;
             *ctx = route->ctx;
             *upload = (route->flags & ROUTE_UPLOAD) != 0;
-            return 0;
+            return route->precheck ? route->precheck(req, route->ctx) : 0;
         }
     }
     return path_exists ? 405 : 404;

@@ -20,6 +20,17 @@ void router_free(struct router *router);
 void router_add(struct router *router, const char *method, const char *pattern,
                 http_handler_fn handler, void *ctx, int flags);
 
+/* Checks a request when its headers are known, before its body is read:
+ * returns 0 to go on, or an HTTP status (401, 403) to answer at once
+ * without reading or storing the body. */
+typedef int (*router_precheck_fn)(struct http_request *req, void *ctx);
+
+/* Adds an upload route (ROUTE_UPLOAD) whose precheck runs before the body
+ * is spooled to disk, so that nobody can fill the disk without the right
+ * to upload. */
+void router_add_upload(struct router *router, const char *method, const char *pattern,
+                       http_handler_fn handler, void *ctx, router_precheck_fn precheck);
+
 /* The http_route_fn given to http_server_new. Fills req's path parameters.
  * Returns 0, 404 (no route) or 405 (the path exists for other methods). A
  * HEAD request uses the GET route. */

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from licol_harness import LicolServer, LICOL_BIN
+from licol_harness import LicolServer, Session, LICOL_BIN
 
 
 class HttpCoreTest(unittest.TestCase):
@@ -163,13 +163,24 @@ class LimitsTest(unittest.TestCase):
     def test_upload_over_limit_gets_413(self):
         server = LicolServer({"max_upload": "64K"}).start()
         try:
+            session = Session(server)
+            session.login("gerant@test.invalid", server.admin_password)
+            status, _ = session.json("POST", "/api/v1/account/password",
+                                     {"current_password": server.admin_password,
+                                      "new_password": "un-mot-de-passe-solide"})
+            self.assertEqual(status, 204)
+            headers = "Cookie: %s\r\nX-CSRF-Token: %s\r\n" % (session.cookie, session.csrf)
             data = server.raw(b"POST /api/v1/imports?filename=x.csv HTTP/1.1\r\nHost: x\r\n"
-                              b"Content-Length: 200000\r\n\r\n" + b"a" * 1000)
+                              + headers.encode() + b"Content-Length: 200000\r\n\r\n" + b"a" * 1000)
             self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:80])
-            # Within the limit, the upload route reads the body (and then asks for a login).
+            # Within the limit but without a session, the upload is refused
+            # before its body is read: nothing reaches the disk.
+            start = time.time()
             data = server.raw(b"POST /api/v1/imports?filename=x.csv HTTP/1.1\r\nHost: x\r\n"
-                              b"Connection: close\r\nContent-Length: 50000\r\n\r\n" + b"a" * 50000)
+                              b"Content-Length: 60000\r\n\r\n" + b"a" * 1000)
             self.assertTrue(data.startswith(b"HTTP/1.1 401"), data[:80])
+            self.assertIn(b"Connection: close", data)
+            self.assertLess(time.time() - start, 3)
             self.assertEqual(os.listdir(os.path.join(server.tmp, "var", "uploads")), [])
         finally:
             server.cleanup()
