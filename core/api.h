@@ -119,8 +119,12 @@ void api_family_register_routes(struct app *app);
 void api_misc_register_routes(struct app *app);
 void api_import_register_routes(struct app *app);
 
-/* Returns 1 while an import runs in the thread pool. */
+/* Returns 1 while an import or an undo runs in the thread pool. */
 int api_import_busy(void);
+
+/* Asks a running import to stop (server shutdown): it fails and changes
+ * nothing. */
+void api_import_cancel(void);
 
 struct import_options;
 

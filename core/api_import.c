@@ -14,6 +14,7 @@
 #include "log.h"
 #include "script.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 struct import_manager {
     struct app *app;
     struct import_work *current;
+    int undoing;
     struct {
         api_import_finished_fn cb;
         void *arg;
@@ -44,9 +46,18 @@ struct import_work {
     int keep_file; /* a preview keeps its file for the confirmation */
     int64_t confirms; /* the preview whose file this real run consumes */
     int failed;
+    atomic_int finished; /* the worker is done; only work_done is still to run */
 };
 
 static struct import_manager manager;
+
+/* Returns 1 while an import or an undo is in progress. A run whose worker
+ * has finished no longer counts, even before its completion callback ran:
+ * staff polling the run see it done and may start the next one at once. */
+static int manager_busy(void)
+{
+    return manager.undoing || (manager.current && !atomic_load(&manager.current->finished));
+}
 
 /* ---- worker ---------------------------------------------------------------- */
 
@@ -79,6 +90,7 @@ static void work_run(uv_work_t *req)
         w->failed = 1;
         free(err);
         db_close(db);
+        atomic_store(&w->finished, 1);
         return;
     }
     if (import_run_execute(db, state, w->run_id, w->path, &w->options, &w->progress, NULL, NULL,
@@ -88,6 +100,7 @@ static void work_run(uv_work_t *req)
     }
     script_state_free(state);
     db_close(db);
+    atomic_store(&w->finished, 1);
 }
 
 static void work_done(uv_work_t *req, int status)
@@ -130,9 +143,10 @@ int api_import_start(struct app *app, const char *path, const struct import_opti
     struct import_work *w;
 
     *err = NULL;
-    if (manager.current) {
-        *err = str_printf("Un import est déjà en cours (n° %lld).",
-                          (long long)manager.current->run_id);
+    if (manager_busy()) {
+        *err = manager.undoing ? strdup("Une annulation d'import est en cours.")
+                               : str_printf("Un import est déjà en cours (n° %lld).",
+                                            (long long)manager.current->run_id);
         return -1;
     }
     w = calloc(1, sizeof(*w));
@@ -150,6 +164,8 @@ int api_import_start(struct app *app, const char *path, const struct import_opti
     atomic_init(&w->progress.lines_done, 0);
     atomic_init(&w->progress.lines_total, 0);
     atomic_init(&w->progress.rows, 0);
+    atomic_init(&w->progress.cancel, 0);
+    atomic_init(&w->finished, 0);
 
     w->run_id = import_run_create(app->db, path, options, err);
     if (w->run_id < 0) {
@@ -190,7 +206,7 @@ static void start_run(struct app *app, struct http_request *req, const char *pat
     json_t *run;
 
     if (api_import_start(app, path, options, confirms, &run_id, &err) < 0) {
-        api_respond_errorf(req, manager.current ? 409 : 422, "import_failed", "%s", err);
+        api_respond_errorf(req, manager_busy() ? 409 : 422, "import_failed", "%s", err);
         free(err);
         return;
     }
@@ -202,7 +218,12 @@ static void start_run(struct app *app, struct http_request *req, const char *pat
 
 static int reject_if_busy(struct http_request *req)
 {
-    if (manager.current) {
+    if (manager.undoing) {
+        http_respond_error(req, 409, "import_running",
+                           "Une annulation d'import est en cours. Attendez qu'elle se termine.");
+        return 1;
+    }
+    if (manager_busy()) {
         api_respond_errorf(req, 409, "import_running",
                            "Un import est déjà en cours (n° %lld). Attendez qu'il se termine "
                            "avant d'en lancer un autre.",
@@ -306,7 +327,7 @@ static void handle_list(struct http_request *req, void *ctx)
     if (!auth_require(app, req, "import.read", 0))
         return;
     http_respond_json(req, 200, json_pack("{s:o,s:b}", "items", import_run_list(app->db, 100),
-                                          "running", manager.current != NULL));
+                                          "running", manager_busy()));
 }
 
 static void handle_confirm(struct http_request *req, void *ctx)
@@ -390,12 +411,59 @@ static void handle_rejected(struct http_request *req, void *ctx)
     buf_free(&out);
 }
 
+/* An undo runs in the thread pool with its own connection: undoing a large
+ * import rewrites many rows, and the loop must keep answering meanwhile. */
+struct undo_work {
+    uv_work_t work;
+    struct app *app;
+    struct http_request *req;
+    char db_path[1024];
+    int64_t run_id;
+    int64_t actor_id;
+    int rc;
+    char *err;
+    json_t *conflicts;
+};
+
+static void undo_run(uv_work_t *work)
+{
+    struct undo_work *u = work->data;
+    struct db *db = db_open(u->db_path, &u->err);
+
+    if (!db) {
+        u->rc = -1;
+        return;
+    }
+    u->rc = import_undo(db, u->run_id, u->actor_id, &u->err, &u->conflicts);
+    db_close(db);
+}
+
+static void undo_done(uv_work_t *work, int status)
+{
+    struct undo_work *u = work->data;
+
+    manager.undoing = 0;
+    api_data_changed();
+    if (status < 0 || u->rc < 0) {
+        json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code",
+                                 u->conflicts ? "conflict" : "not_undoable", "message",
+                                 u->err ? u->err : "Annulation impossible.");
+        if (u->conflicts)
+            json_object_set_new(json_object_get(body, "error"), "conflicts", u->conflicts);
+        http_respond_json(u->req, 409, body);
+    } else {
+        http_respond_json(u->req, 200,
+                          json_pack("{s:o}", "run", import_run_to_json(u->app->db, u->run_id)));
+    }
+    free(u->err);
+    free(u);
+}
+
 static void handle_undo(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     const struct auth_user *user = auth_require(app, req, "import.undo", 0);
-    json_t *conflicts = NULL;
-    char *err = NULL;
+    struct undo_work *u;
     int64_t id;
 
     if (!user)
@@ -403,20 +471,64 @@ static void handle_undo(struct http_request *req, void *ctx)
     id = api_param_id(req, "id");
     if (!id || reject_if_busy(req))
         return;
-    /* NOTE: undo runs on the loop thread; for a club-sized file it takes
-     * milliseconds, but undoing a national-scale import would pause the
-     * server for seconds. */
-    if (import_undo(app->db, id, user->person_id, &err, &conflicts) < 0) {
-        json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", conflicts ? "conflict" : "not_undoable",
-                                 "message", err ? err : "Annulation impossible.");
-        if (conflicts)
-            json_object_set_new(json_object_get(body, "error"), "conflicts", conflicts);
-        free(err);
-        http_respond_json(req, 409, body);
+    u = calloc(1, sizeof(*u));
+    if (!u) {
+        http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
         return;
     }
-    api_data_changed();
-    http_respond_json(req, 200, json_pack("{s:o}", "run", import_run_to_json(app->db, id)));
+    u->app = app;
+    u->req = req;
+    u->run_id = id;
+    u->actor_id = user->person_id;
+    snprintf(u->db_path, sizeof(u->db_path), "%s", app->config.db_path);
+    u->work.data = u;
+    manager.undoing = 1;
+    if (uv_queue_work(app->loop, &u->work, undo_run, undo_done) < 0) {
+        manager.undoing = 0;
+        free(u);
+        http_respond_error(req, 500, "internal", "Impossible de lancer l'annulation.");
+    }
+    /* The response is sent by undo_done. */
+}
+
+/* Removes files under var/imports that no run needs any more: uploads of
+ * runs killed before they finished, and previews never confirmed within
+ * a week (their file_path is cleared so they are no longer confirmable). */
+static void clean_import_files(struct app *app)
+{
+    char dir_path[1100], path[1400];
+    sqlite3_stmt *stmt;
+    DIR *dir;
+    struct dirent *entry;
+    int removed = 0;
+
+    stmt = db_stmt(app->db, "UPDATE import_run SET file_path = NULL WHERE file_path IS NOT NULL"
+                            " AND created_at < strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')");
+    if (stmt) {
+        sqlite3_step(stmt);
+        sqlite3_reset(stmt);
+    }
+    snprintf(dir_path, sizeof(dir_path), "%s/imports", app->config.var_dir);
+    dir = opendir(dir_path);
+    if (!dir)
+        return;
+    while ((entry = readdir(dir)) != NULL) {
+        int referenced = 0;
+        if (entry->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir_path, entry->d_name);
+        stmt = db_stmt(app->db, "SELECT 1 FROM import_run WHERE file_path = ?1");
+        if (!stmt)
+            break;
+        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+        referenced = sqlite3_step(stmt) == SQLITE_ROW;
+        sqlite3_reset(stmt);
+        if (!referenced && unlink(path) == 0)
+            removed++;
+    }
+    closedir(dir);
+    if (removed)
+        log_info("import", "removed %d import files no run needs", removed);
 }
 
 /* Refuses an upload before its body is stored: without a session (or
@@ -437,6 +549,7 @@ void api_import_register_routes(struct app *app)
 {
     manager.app = app;
     import_recover_interrupted(app->db);
+    clean_import_files(app);
     router_add_upload(app->router, "POST", "/api/v1/imports", handle_upload, app, precheck_upload);
     router_add(app->router, "GET", "/api/v1/imports", handle_list, app, 0);
     router_add(app->router, "GET", "/api/v1/imports/:id", handle_get, app, 0);
@@ -447,7 +560,15 @@ void api_import_register_routes(struct app *app)
 
 int api_import_busy(void)
 {
-    return manager.current != NULL;
+    return manager_busy();
+}
+
+void api_import_cancel(void)
+{
+    if (manager.current && !atomic_load(&manager.current->finished)) {
+        log_info("import", "run %lld: cancelling for shutdown", (long long)manager.current->run_id);
+        atomic_store(&manager.current->progress.cancel, 1);
+    }
 }
 
 int api_import_add_listener(api_import_finished_fn cb, void *arg)

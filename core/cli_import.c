@@ -262,6 +262,7 @@ int cli_import(int argc, char **argv)
         atomic_init(&progress.lines_done, 0);
         atomic_init(&progress.lines_total, 0);
         atomic_init(&progress.rows, 0);
+        atomic_init(&progress.cancel, 0);
         sqlite3_bind_int64(stmt, 1, run_id);
         if (sqlite3_step(stmt) == SQLITE_ROW)
             atomic_store(&progress.lines_total, sqlite3_column_int64(stmt, 0));

@@ -1324,6 +1324,11 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         return handle_header(job, n, fields);
 
     atomic_store(&job->progress->lines_done, line_no);
+    if (atomic_load(&job->progress->cancel)) {
+        job_fail(job, 0, strdup("L'import a été interrompu par l'arrêt du serveur : rien n'a "
+                                "été modifié. Relancez-le."));
+        return 1;
+    }
     if (row_is_blank(n, fields, lengths))
         return 0;
     job->counts.rows++;

@@ -43,6 +43,7 @@ struct import_progress {
     atomic_llong lines_done;
     atomic_llong lines_total;
     atomic_long rows;
+    atomic_int cancel; /* set from another thread to stop the run; it then fails, unchanged */
 };
 
 struct import_counts {

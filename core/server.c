@@ -3,6 +3,7 @@
  * shutdown, and the routes that belong to no subsystem (health check,
  * static files of the staff interface).
  */
+#include "api.h"
 #include "app.h"
 #include "log.h"
 #include "migrate.h"
@@ -201,6 +202,7 @@ static void on_stop_signal(uv_signal_t *handle, int signum)
     app->stopping = 1;
     log_info("server", "signal %d: stopping, finishing %u open connections", signum,
              http_server_connections(app->http));
+    api_import_cancel();
     http_server_stop(app->http, app->config.shutdown_grace_ms, on_http_stopped, app);
 }
 

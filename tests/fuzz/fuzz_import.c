@@ -46,6 +46,7 @@ static void run_import(const char *path, int dry_run)
     atomic_init(&progress.lines_done, 0);
     atomic_init(&progress.lines_total, 0);
     atomic_init(&progress.rows, 0);
+    atomic_init(&progress.cancel, 0);
     run_id = import_run_create(db, path, &options, &err);
     if (run_id < 0)
         fail("run", err);

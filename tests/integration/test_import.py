@@ -628,5 +628,37 @@ class ServerBusyTest(unittest.TestCase):
             server.cleanup()
 
 
+class ShutdownDuringImportTest(unittest.TestCase):
+    def test_sigterm_cancels_running_import(self):
+        server = LicolServer({"max_upload": "200M"}).start()
+        try:
+            manager = manager_session(server)
+            big = os.path.join(server.tmp, "big.csv")
+            generate(big, 60000, seed=5)
+            with open(big, "rb") as f:
+                data = f.read()
+            status, _, body = manager.call("POST", "/api/v1/imports?filename=big.csv", raw_body=data)
+            self.assertEqual(status, 202, body)
+            run_id = json.loads(body)["run"]["id"]
+            for _ in range(200):
+                _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+                if run["state"] == "running" and run["progress"].get("rows", 0) > 100:
+                    break
+                time.sleep(0.02)
+            start = time.time()
+            server.signal(signal.SIGTERM)
+            self.assertEqual(server.proc.wait(30), 0)
+            self.assertLess(time.time() - start, 15)
+            db = sqlite3.connect(server.db)
+            state, error = db.execute("SELECT state, error FROM import_run WHERE id = ?", (run_id,)).fetchone()
+            people = db.execute("SELECT COUNT(*) FROM person WHERE licence_number IS NOT NULL").fetchone()[0]
+            db.close()
+            self.assertEqual(state, "failed")
+            self.assertIn("interrompu", error)
+            self.assertEqual(people, 0)
+        finally:
+            server.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
