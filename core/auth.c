@@ -429,10 +429,17 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
         iso_time(now, now_text, sizeof(now_text));
         stmt = db_stmt(app->db, "UPDATE session SET last_seen_at = ?2 WHERE id = ?1");
         if (stmt != NULL) {
+            /* Best effort: while an import holds the write lock, skip the
+             * touch rather than make the request wait out the busy
+             * timeout; the next request a minute later tries again. */
+            sqlite3_busy_timeout(db_handle(app->db), 0);
             sqlite3_bind_int64(stmt, 1, session_id);
             sqlite3_bind_text(stmt, 2, now_text, -1, SQLITE_STATIC);
-            sqlite3_step(stmt);
+            if (sqlite3_step(stmt) != SQLITE_DONE)
+                log_debug("auth", "session %lld: last_seen_at not updated (database busy)",
+                          (long long)session_id);
             sqlite3_reset(stmt);
+            sqlite3_busy_timeout(db_handle(app->db), DB_BUSY_TIMEOUT_MS);
         }
         last_seen = now;
     }

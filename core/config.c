@@ -45,6 +45,7 @@ static const struct key_def keys[] = {
     {"idle_timeout_ms", NUM(KEY_UINT, idle_timeout_ms)},
     {"shutdown_grace_ms", NUM(KEY_UINT, shutdown_grace_ms)},
     {"cookie_secure", NUM(KEY_BOOL, cookie_secure)},
+    {"trusted_proxy", STR(trusted_proxy)},
     {"smtp_url", STR(smtp_url)},
     {"smtp_user", STR(smtp_user)},
     {"smtp_password", STR(smtp_password)},

@@ -30,6 +30,7 @@ struct config {
     unsigned idle_timeout_ms;
     unsigned shutdown_grace_ms;
     int cookie_secure;      /* 1: session cookie marked Secure (behind TLS) */
+    char trusted_proxy[64]; /* address of the reverse proxy whose X-Forwarded-For is believed */
 
     char smtp_url[512];
     char smtp_user[256];

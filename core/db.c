@@ -46,7 +46,7 @@ struct db *db_open(const char *path, char **err)
         db_close(db);
         return NULL;
     }
-    sqlite3_busy_timeout(db->handle, 5000);
+    sqlite3_busy_timeout(db->handle, DB_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db->handle, 1);
 
     rc = db_exec(db, "PRAGMA journal_mode = WAL;"

@@ -14,6 +14,8 @@
 
 struct db;
 
+#define DB_BUSY_TIMEOUT_MS 5000 /* how long a statement waits for another connection's lock */
+
 /* Opens (creating if needed) the database at path with WAL journaling,
  * foreign keys on and a busy timeout. Returns NULL on failure and sets *err
  * to a French message the caller frees with free(). */

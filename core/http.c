@@ -50,6 +50,7 @@ struct http_server {
     void (*stop_done)(void *arg);
     void *stop_arg;
     int listener_closed;
+    char trusted_proxy[64];
 };
 
 struct http_conn {
@@ -677,6 +678,29 @@ static int open_upload_file(struct http_conn *conn)
     return 0;
 }
 
+/* Takes the client's address from X-Forwarded-For when the connection comes
+ * from the trusted proxy: the last entry is the one that proxy added. */
+static void apply_forwarded_for(struct http_conn *conn, struct http_request *req)
+{
+    const char *forwarded, *last;
+    size_t len;
+
+    if (!conn->server->trusted_proxy[0] || strcmp(conn->remote_addr, conn->server->trusted_proxy))
+        return;
+    forwarded = http_header(req, "x-forwarded-for");
+    if (!forwarded)
+        return;
+    last = strrchr(forwarded, ',');
+    last = last ? last + 1 : forwarded;
+    while (*last == ' ')
+        last++;
+    len = strcspn(last, " ");
+    if (len == 0 || len >= sizeof(req->remote_addr) || strspn(last, "0123456789abcdefABCDEF.:") < len)
+        return;
+    memcpy(req->remote_addr, last, len);
+    req->remote_addr[len] = '\0';
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct http_conn *conn = p->data;
@@ -697,6 +721,7 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     }
     conn->keep_alive = llhttp_should_keep_alive(p);
+    apply_forwarded_for(conn, req);
 
     conn->handler = NULL;
     conn->handler_ctx = NULL;
@@ -1156,6 +1181,11 @@ struct http_server *http_server_new(uv_loop_t *loop, const char *host, int port,
     uv_timer_init(loop, &server->grace_timer);
     server->grace_timer.data = server;
     return server;
+}
+
+void http_server_set_trusted_proxy(struct http_server *server, const char *address)
+{
+    snprintf(server->trusted_proxy, sizeof(server->trusted_proxy), "%s", address ? address : "");
 }
 
 int http_server_port(struct http_server *server)

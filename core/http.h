@@ -94,6 +94,13 @@ struct http_server *http_server_new(uv_loop_t *loop, const char *host, int port,
                                     const struct http_limits *limits, const char *upload_dir,
                                     http_route_fn route, void *router, char **err);
 
+/* Sets the address of the reverse proxy in front of the server (copied;
+ * "" for none). For connections from that address, a request's
+ * remote_addr is the last address of its X-Forwarded-For header, the
+ * client the proxy saw. Other connections' X-Forwarded-For is ignored, so
+ * clients cannot choose their own address. */
+void http_server_set_trusted_proxy(struct http_server *server, const char *address);
+
 /* Port actually bound (useful with port 0). */
 int http_server_port(struct http_server *server);
 

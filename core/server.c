@@ -25,13 +25,22 @@ static void handle_healthz(struct http_request *req, void *ctx)
     struct app *app = ctx;
     sqlite3_stmt *stmt = db_stmt(app->db, "SELECT 1");
     int db_ok = stmt && sqlite3_step(stmt) == SQLITE_ROW;
+    int schema = 0;
 
     if (stmt)
         sqlite3_reset(stmt);
+    /* Read-only on purpose: the health check must answer while an import
+     * holds the database's write lock. */
+    stmt = db_stmt(app->db, "SELECT COALESCE(MAX(number), 0) FROM schema_migration"
+                            " WHERE scope = 'core'");
+    if (stmt && sqlite3_step(stmt) == SQLITE_ROW)
+        schema = sqlite3_column_int(stmt, 0);
+    if (stmt)
+        sqlite3_reset(stmt);
     http_respond_json(req, db_ok ? 200 : 503,
-                      json_pack("{s:s,s:s,s:s,s:i}", "status", db_ok ? "ok" : "degraded",
+                      json_pack("{s:s,s:s,s:s,s:i,s:b}", "status", db_ok ? "ok" : "degraded",
                                 "version", LICOL_VERSION, "started_at", app->started_at,
-                                "schema", migrate_current_version(app->db)));
+                                "schema", schema, "import_running", api_import_busy()));
 }
 
 static const char *content_type_for(const char *path)
@@ -272,6 +281,7 @@ int app_serve(struct config *cfg)
                                upload_dir, router_route, app.router, &err);
     if (!app.http)
         goto fail;
+    http_server_set_trusted_proxy(app.http, app.config.trusted_proxy);
 
     uv_signal_init(app.loop, &app.sigterm);
     uv_signal_init(app.loop, &app.sigint);

@@ -186,6 +186,27 @@ class LimitsTest(unittest.TestCase):
             server.cleanup()
 
 
+class ForwardedForTest(unittest.TestCase):
+    def test_trusted_proxy_address_used(self):
+        server = LicolServer({"trusted_proxy": "127.0.0.1"}).start()
+        try:
+            server.request("GET", "/healthz", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+            time.sleep(0.2)
+            self.assertIn("203.0.113.9 GET /healthz", server.stderr())
+        finally:
+            server.cleanup()
+
+    def test_forwarded_for_ignored_without_trusted_proxy(self):
+        server = LicolServer().start()
+        try:
+            server.request("GET", "/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+            time.sleep(0.2)
+            self.assertNotIn("203.0.113.9", server.stderr())
+            self.assertIn("127.0.0.1 GET /healthz", server.stderr())
+        finally:
+            server.cleanup()
+
+
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_finishes_in_flight_request(self):
         server = LicolServer({"body_timeout_ms": "10000"}).start()
