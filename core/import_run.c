@@ -414,31 +414,83 @@ static int undo_entry(struct db *db, int64_t person_id, const char *action, cons
     return SQLITE_OK;
 }
 
+/* French label of an audit_log field (or of its action when the field is
+ * empty), for messages to staff. */
+static void field_label(const char *field, const char *action, char *out, size_t size)
+{
+    static const struct {
+        const char *field;
+        const char *label;
+    } labels[] = {
+        {"last_name", "nom"},          {"first_name", "prénom"},
+        {"birth_date", "date de naissance"}, {"sex", "sexe"},
+        {"email", "e-mail"},           {"email_invalid", "e-mail invalide"},
+        {"phone", "téléphone"},        {"mobile", "portable"},
+        {"address", "adresse"},        {"address2", "complément d'adresse"},
+        {"postcode", "code postal"},   {"city", "ville"},
+        {"country", "pays"},           {"licence_number", "numéro de licence"},
+        {"licence_raw", "licence"},    {"galop", "Galop"},
+        {"role", "statuts"},           {"roles", "statuts"},
+        {"family", "famille"},         {"family_link", "famille"},
+        {"contact", "contacts"},       {"password", "mot de passe"},
+    };
+
+    if (!field || !*field) {
+        snprintf(out, size, "%s", action && !strcmp(action, "delete") ? "fiche supprimée"
+                                  : action && !strcmp(action, "create") ? "fiche créée"
+                                                                        : "fiche modifiée");
+        return;
+    }
+    if (!strncmp(field, "licence:", 8)) {
+        snprintf(out, size, "licence %s", field + 8);
+        return;
+    }
+    if (!strncmp(field, "field:", 6)) {
+        snprintf(out, size, "%s", field + 6);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
+        if (!strcmp(field, labels[i].field)) {
+            snprintf(out, size, "%s", labels[i].label);
+            return;
+        }
+    }
+    snprintf(out, size, "%s", field);
+}
+
 /* Lists changes made after the run to the people it touched, by anyone or
- * anything else. */
+ * anything else: one entry per person and field, with French labels. */
 static json_t *find_conflicts(struct db *db, int64_t run_id)
 {
     sqlite3_stmt *stmt = db_stmt(
         db, "SELECT a.person_id, TRIM(COALESCE(p.first_name, '') || ' ' ||"
-            " COALESCE(p.last_name, '')), a.field, a.at, a.action, a.import_run_id,"
+            " COALESCE(p.last_name, '')), a.field, MAX(a.at), a.action,"
             " TRIM(COALESCE(w.first_name, '') || ' ' || COALESCE(w.last_name, ''))"
             " FROM audit_log a LEFT JOIN person p ON p.id = a.person_id"
             " LEFT JOIN person w ON w.id = a.actor_id"
             " WHERE a.id > (SELECT MAX(id) FROM audit_log WHERE import_run_id = ?1)"
             " AND a.person_id IN (SELECT person_id FROM audit_log WHERE import_run_id = ?1)"
-            " AND COALESCE(a.import_run_id, 0) <> ?1 ORDER BY a.id LIMIT 50");
+            " AND COALESCE(a.import_run_id, 0) <> ?1"
+            " GROUP BY a.person_id, COALESCE(a.field, a.action) ORDER BY MIN(a.id) LIMIT 50");
     json_t *items = json_array();
 
     if (!stmt)
         return items;
     sqlite3_bind_int64(stmt, 1, run_id);
     while (sqlite3_step(stmt) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(stmt, 1);
+        char label[128], fallback[64];
+
+        field_label((const char *)sqlite3_column_text(stmt, 2),
+                    (const char *)sqlite3_column_text(stmt, 4), label, sizeof(label));
+        snprintf(fallback, sizeof(fallback), "personne n° %lld (supprimée)",
+                 (long long)sqlite3_column_int64(stmt, 0));
         json_array_append_new(
-            items, json_pack("{s:{s:I,s:o},s:o,s:o,s:o,s:o}", "person", "id",
+            items, json_pack("{s:{s:I,s:s},s:o,s:s,s:o,s:o,s:o}", "person", "id",
                              (json_int_t)sqlite3_column_int64(stmt, 0), "name",
-                             text_or_null(stmt, 1), "field", text_or_null(stmt, 2), "at",
-                             text_or_null(stmt, 3), "action", text_or_null(stmt, 4), "by",
-                             text_or_null(stmt, 6)));
+                             name && *name ? name : fallback, "field", text_or_null(stmt, 2),
+                             "label", label, "at", text_or_null(stmt, 3), "action",
+                             text_or_null(stmt, 4), "by", text_or_null(stmt, 5)));
     }
     sqlite3_reset(stmt);
     return items;
@@ -500,9 +552,7 @@ int import_undo(struct db *db, int64_t run_id, int64_t actor_id, char **err, jso
             json_t *c = json_array_get(found_conflicts, i);
             buf_printf(&names, "%s%s (%s)", i ? ", " : "",
                        json_string_value(json_object_get(json_object_get(c, "person"), "name")),
-                       json_string_value(json_object_get(c, "field"))
-                           ? json_string_value(json_object_get(c, "field"))
-                           : json_string_value(json_object_get(c, "action")));
+                       json_string_value(json_object_get(c, "label")));
         }
         *err = str_printf("Annulation impossible : %zu modification%s %s été faite%s depuis cet "
                           "import sur les personnes qu'il a touchées : %s. Annuler l'import "

@@ -246,16 +246,19 @@ class SeasonReimportTest(unittest.TestCase):
         person_id = self.cli.scalar("SELECT id FROM person WHERE licence_number = '7182950U'")
         db = sqlite3.connect(self.cli.db)
         db.execute("UPDATE person SET city = 'Changée' WHERE id = ?", (person_id,))
-        db.execute("INSERT INTO audit_log (at, person_id, action, field, old_value, new_value)"
-                   " VALUES ('2026-12-04T10:00:00Z', ?, 'update', 'city', 'Saumur', 'Changée')", (person_id,))
+        for _ in range(2):  # two edits of the same field are reported once
+            db.execute("INSERT INTO audit_log (at, person_id, action, field, old_value, new_value)"
+                       " VALUES ('2026-12-04T10:00:00Z', ?, 'update', 'city', 'Saumur', 'Changée')", (person_id,))
         db.commit()
         db.close()
         before = db_fingerprint(self.cli.db)
         result = self.cli.json("--undo", str(out["run_id"]), expect=1)
         self.assertFalse(result["undone"])
-        self.assertIn("modifiée", result["error"] + "modifiée")
-        self.assertIn("Paris", result["error"])
+        self.assertIn("Annulation impossible", result["error"])
+        self.assertIn("Paris (ville)", result["error"])
+        self.assertEqual(len(result["conflicts"]), 1)
         self.assertEqual(result["conflicts"][0]["field"], "city")
+        self.assertEqual(result["conflicts"][0]["label"], "ville")
         self.assertEqual(db_fingerprint(self.cli.db), before)
 
     def test_progress_and_summary_in_french(self):
