@@ -83,22 +83,23 @@ struct incoming {
     struct guardian_in guardian;
 };
 
-/* Open-addressing set of person ids already touched by this run, with the
- * file line where each was first seen. */
+/* Person ids already touched by this run, as a bitmap indexed by id: its
+ * size follows the largest person id (about 90 KB for 700,000 people), not
+ * the number of rows, so memory stays flat on a national-scale file. */
 struct seen_set {
-    int64_t *ids;
-    long *lines;
-    size_t cap;
-    size_t count;
+    uint64_t *bits;
+    size_t words;
 };
 
-struct issue {
+/* Issues are written to a temporary file as the run goes and stored in
+ * import_row_issue after the data transaction (which a preview rolls
+ * back), so that memory does not grow with the number of issues. Each is
+ * one record: the fixed header below, then field, message and raw, each
+ * NUL-terminated (field and raw empty when absent). */
+struct issue_header {
     long record_no, line_no;
-    char kind; /* 'r' rejected, 's' set aside, 'w' warning */
-    char *field;
-    char *message;
     int64_t person_id;
-    char *raw;
+    char kind; /* 'r' rejected, 's' set aside, 'w' warning */
 };
 
 struct job {
@@ -132,8 +133,8 @@ struct job {
 
     struct seen_set seen;
     json_t *samples;
-    struct issue *issues;
-    size_t issue_count, issue_cap;
+    FILE *issues;        /* temporary file of issue records */
+    long stored_warnings; /* warnings written to it, at most IMPORT_MAX_STORED_ISSUES */
 
     /* the row being processed, for issue records */
     long record_no, line_no;
@@ -190,31 +191,53 @@ static char *row_raw_json(struct job *job)
     return text;
 }
 
-/* Records an issue for the current row. Only the first
- * IMPORT_MAX_STORED_ISSUES are kept; all are counted by the caller. */
+/* Records an issue for the current row. Every rejected and set-aside row
+ * is kept (staff download them to fix and import again); warnings beyond
+ * IMPORT_MAX_STORED_ISSUES are only counted by the caller. */
 static void add_issue(struct job *job, char kind, const char *field, const char *message,
                       int64_t person_id)
 {
-    struct issue *issue;
+    struct issue_header header;
+    char *raw = NULL;
 
-    if (job->issue_count >= IMPORT_MAX_STORED_ISSUES)
+    if (kind == 'w' && job->stored_warnings >= IMPORT_MAX_STORED_ISSUES)
         return;
-    if (job->issue_count == job->issue_cap) {
-        size_t cap = job->issue_cap ? job->issue_cap * 2 : 256;
-        struct issue *grown = realloc(job->issues, cap * sizeof(*grown));
-        if (!grown)
+    if (!job->issues) {
+        job->issues = tmpfile();
+        if (!job->issues) {
+            log_error("import", "run %lld: cannot create a temporary file for issues",
+                      (long long)job->run_id);
             return;
-        job->issues = grown;
-        job->issue_cap = cap;
+        }
     }
-    issue = &job->issues[job->issue_count++];
-    issue->record_no = job->record_no;
-    issue->line_no = job->line_no;
-    issue->kind = kind;
-    issue->field = field ? strdup(field) : NULL;
-    issue->message = strdup(message);
-    issue->person_id = person_id;
-    issue->raw = kind == 'w' ? NULL : row_raw_json(job);
+    if (kind == 'w')
+        job->stored_warnings++;
+    else
+        raw = row_raw_json(job);
+    memset(&header, 0, sizeof(header));
+    header.record_no = job->record_no;
+    header.line_no = job->line_no;
+    header.person_id = person_id;
+    header.kind = kind;
+    fwrite(&header, sizeof(header), 1, job->issues);
+    fwrite(field ? field : "", 1, strlen(field ? field : "") + 1, job->issues);
+    fwrite(message, 1, strlen(message) + 1, job->issues);
+    fwrite(raw ? raw : "", 1, strlen(raw ? raw : "") + 1, job->issues);
+    free(raw);
+}
+
+/* Reads one NUL-terminated string of an issue record into out. */
+static int read_issue_text(FILE *f, struct buf *out)
+{
+    int c;
+
+    buf_reset(out);
+    while ((c = getc(f)) != EOF && c != '\0') {
+        char ch = (char)c;
+        buf_append(out, &ch, 1);
+    }
+    buf_terminate(out);
+    return c == EOF ? -1 : 0;
 }
 
 static void reject_row(struct job *job, const char *message)
@@ -231,54 +254,34 @@ static void set_aside_row(struct job *job, const char *message, int64_t person_i
 
 /* ---- seen set ------------------------------------------------------------- */
 
-static long seen_find(struct seen_set *set, int64_t id)
+static int seen_find(const struct seen_set *set, int64_t id)
 {
-    if (!set->cap)
+    size_t word = (size_t)id / 64;
+
+    if (id <= 0 || word >= set->words)
         return 0;
-    for (size_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
-        if (set->ids[i] == 0)
-            return 0;
-        if (set->ids[i] == id)
-            return set->lines[i];
-    }
+    return (set->bits[word] >> (id % 64)) & 1;
 }
 
-static void seen_add(struct seen_set *set, int64_t id, long line)
+static void seen_add(struct seen_set *set, int64_t id)
 {
-    size_t i;
+    size_t word = (size_t)id / 64;
 
-    if ((set->count + 1) * 2 > set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 1024;
-        int64_t *ids = calloc(cap, sizeof(*ids));
-        long *lines = calloc(cap, sizeof(*lines));
-        if (!ids || !lines) {
-            free(ids);
-            free(lines);
-            return;
-        }
-        for (size_t j = 0; j < set->cap; j++) {
-            if (set->ids[j] == 0)
-                continue;
-            for (i = ((uint64_t)set->ids[j] * 0x9E3779B97F4A7C15ULL) & (cap - 1); ids[i];
-                 i = (i + 1) & (cap - 1))
-                ;
-            ids[i] = set->ids[j];
-            lines[i] = set->lines[j];
-        }
-        free(set->ids);
-        free(set->lines);
-        set->ids = ids;
-        set->lines = lines;
-        set->cap = cap;
+    if (id <= 0)
+        return;
+    if (word >= set->words) {
+        size_t words = set->words ? set->words : 1024;
+        uint64_t *bits;
+        while (words <= word)
+            words *= 2;
+        bits = realloc(set->bits, words * sizeof(*bits));
+        if (!bits)
+            return; /* only the duplicate warning is lost */
+        memset(bits + set->words, 0, (words - set->words) * sizeof(*bits));
+        set->bits = bits;
+        set->words = words;
     }
-    for (i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) & (set->cap - 1); set->ids[i] && set->ids[i] != id;
-         i = (i + 1) & (set->cap - 1))
-        ;
-    if (set->ids[i] == 0) {
-        set->ids[i] = id;
-        set->lines[i] = line;
-        set->count++;
-    }
+    set->bits[word] |= (uint64_t)1 << (id % 64);
 }
 
 /* ---- merge policy ------------------------------------------------------------ */
@@ -908,7 +911,7 @@ static int link_guardian(struct job *job, int64_t child_id, const struct guardia
             ensure_role(job, guardian_id, 1) < 0)
             return -1;
         job->counts.created++;
-        seen_add(&job->seen, guardian_id, job->line_no);
+        seen_add(&job->seen, guardian_id);
         if (json_array_size(job->samples) < IMPORT_SAMPLE_CHANGES) {
             json_t *changes = json_array();
             for (int c = 0; c < COL_COUNT; c++) {
@@ -1112,7 +1115,7 @@ static int process_record(struct job *job, int rec)
      * only; past that, no JSON is built. */
     json_t *changes = json_array_size(job->samples) < IMPORT_SAMPLE_CHANGES ? json_array() : NULL;
     int changed = 0, rc;
-    long first_seen;
+    int first_seen;
 
     read_record(job->L, rec, &in);
     if (is_empty(in.values[COL_LAST_NAME]) && is_empty(in.values[COL_FIRST_NAME])) {
@@ -1149,7 +1152,7 @@ static int process_record(struct job *job, int rec)
         if (in.has_guardian && link_guardian(job, id, &in.guardian) < 0)
             goto db_error;
         job->counts.created++;
-        seen_add(&job->seen, id, job->line_no);
+        seen_add(&job->seen, id);
         record_warnings(job, rec, id);
         add_sample(job, id, "create", in.values, changes);
         return 0;
@@ -1239,15 +1242,13 @@ static int process_record(struct job *job, int rec)
     }
 
     if (first_seen) {
-        char message[160];
-        snprintf(message, sizeof(message),
-                 "cette personne figure déjà à la ligne %ld du fichier : les deux lignes ont été "
-                 "réunies",
-                 first_seen);
         job->counts.warnings++;
-        add_issue(job, 'w', NULL, message, id);
+        add_issue(job, 'w', NULL,
+                  "cette personne figure déjà plus haut dans le fichier : les deux lignes ont été "
+                  "réunies",
+                  id);
     } else {
-        seen_add(&job->seen, id, job->line_no);
+        seen_add(&job->seen, id);
     }
     if (changed) {
         /* Counted once per person: a second line of the same person in the
@@ -1430,7 +1431,7 @@ static int store_results(struct job *job, const struct csvread_info *info, const
 {
     sqlite3_stmt *stmt;
     json_t *report = json_pack("{s:O,s:b}", "sample_changes", job->samples, "issues_truncated",
-                               job->issue_count >= IMPORT_MAX_STORED_ISSUES);
+                               job->stored_warnings >= IMPORT_MAX_STORED_ISSUES);
     char *report_text = json_dumps(report, JSON_COMPACT);
     char *header_text = job->header ? json_dumps(job->header, JSON_COMPACT) : NULL;
     char finished[32], separator[4];
@@ -1450,27 +1451,45 @@ static int store_results(struct job *job, const struct csvread_info *info, const
     }
     stmt = db_stmt(job->db, "INSERT INTO import_row_issue (run_id, record_no, line_no, kind, field,"
                             " message, person_id, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-    for (size_t i = 0; stmt && i < job->issue_count; i++) {
-        const struct issue *issue = &job->issues[i];
-        sqlite3_reset(stmt);
-        sqlite3_bind_int64(stmt, 1, job->run_id);
-        sqlite3_bind_int64(stmt, 2, issue->record_no);
-        sqlite3_bind_int64(stmt, 3, issue->line_no);
-        sqlite3_bind_text(stmt, 4,
-                          issue->kind == 'r' ? "rejected" : issue->kind == 's' ? "set_aside"
-                                                                               : "warning",
-                          -1, SQLITE_STATIC);
-        db_bind_text_or_null(stmt, 5, issue->field);
-        sqlite3_bind_text(stmt, 6, issue->message, -1, SQLITE_STATIC);
-        if (issue->person_id && !(job->options->dry_run && issue->kind == 'w'))
-            sqlite3_bind_int64(stmt, 7, issue->person_id);
-        else
-            sqlite3_bind_null(stmt, 7);
-        db_bind_text_or_null(stmt, 8, issue->raw);
-        if (sqlite3_step(stmt) != SQLITE_DONE) {
-            rc = SQLITE_ERROR;
-            break;
+    if (stmt && job->issues) {
+        struct issue_header header;
+        struct buf field, message, raw;
+
+        buf_init(&field, 0);
+        buf_init(&message, 0);
+        buf_init(&raw, 0);
+        rewind(job->issues);
+        while (fread(&header, sizeof(header), 1, job->issues) == 1) {
+            if (read_issue_text(job->issues, &field) < 0 ||
+                read_issue_text(job->issues, &message) < 0 ||
+                read_issue_text(job->issues, &raw) < 0)
+                break;
+            sqlite3_reset(stmt);
+            sqlite3_bind_int64(stmt, 1, job->run_id);
+            sqlite3_bind_int64(stmt, 2, header.record_no);
+            sqlite3_bind_int64(stmt, 3, header.line_no);
+            sqlite3_bind_text(stmt, 4,
+                              header.kind == 'r'   ? "rejected"
+                              : header.kind == 's' ? "set_aside"
+                                                   : "warning",
+                              -1, SQLITE_STATIC);
+            db_bind_text_or_null(stmt, 5, field.data);
+            sqlite3_bind_text(stmt, 6, message.data ? message.data : "", -1, SQLITE_STATIC);
+            /* A preview's people may not exist once its transaction is
+             * rolled back, except the known people it set aside. */
+            if (header.person_id && !(job->options->dry_run && header.kind == 'w'))
+                sqlite3_bind_int64(stmt, 7, header.person_id);
+            else
+                sqlite3_bind_null(stmt, 7);
+            db_bind_text_or_null(stmt, 8, raw.data);
+            if (sqlite3_step(stmt) != SQLITE_DONE) {
+                rc = SQLITE_ERROR;
+                break;
+            }
         }
+        buf_free(&field);
+        buf_free(&message);
+        buf_free(&raw);
     }
     if (stmt)
         sqlite3_reset(stmt);
@@ -1527,14 +1546,9 @@ static void job_free(struct job *job)
         if (job->policy_ref != LUA_NOREF)
             luaL_unref(job->L, LUA_REGISTRYINDEX, job->policy_ref);
     }
-    for (size_t i = 0; i < job->issue_count; i++) {
-        free(job->issues[i].field);
-        free(job->issues[i].message);
-        free(job->issues[i].raw);
-    }
-    free(job->issues);
-    free(job->seen.ids);
-    free(job->seen.lines);
+    if (job->issues)
+        fclose(job->issues);
+    free(job->seen.bits);
     json_decref(job->samples);
     json_decref(job->header);
     free(job->fatal);

@@ -27,7 +27,7 @@
 struct script_state;
 
 #define IMPORT_SAMPLE_CHANGES 50     /* changed people described in a run's report */
-#define IMPORT_MAX_STORED_ISSUES 20000 /* issue rows stored per run; more are only counted */
+#define IMPORT_MAX_STORED_ISSUES 20000 /* warnings stored per run; more are only counted */
 
 struct import_options {
     int dry_run;
