@@ -161,3 +161,24 @@ void db_now(char *buf, size_t size)
     gmtime_r(&now, &tm);
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+const char *db_error_fr(struct db *db)
+{
+    switch (sqlite3_errcode(db->handle) & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return "la base de données est occupée par un autre traitement (un import en cours ?) ; "
+               "réessayez quand il sera terminé";
+    case SQLITE_FULL:
+        return "le disque est plein ; libérez de la place puis recommencez";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN:
+        return "la base de données ne peut pas être modifiée (droits du fichier ou du dossier)";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return "la base de données est endommagée ; restaurez la dernière sauvegarde";
+    default:
+        return sqlite3_errmsg(db->handle);
+    }
+}

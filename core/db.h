@@ -45,6 +45,12 @@ int db_rollback(struct db *db);
 /* Binds text, or NULL when value is NULL or empty. */
 int db_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *value);
 
+/* Returns a French explanation of the connection's last error for club
+ * staff, with what to do for the common cases (database busy, disk full,
+ * read-only, corrupt); otherwise the SQLite message. Static or owned by
+ * SQLite: valid until the next call on db. */
+const char *db_error_fr(struct db *db);
+
 /* Writes the current UTC time as yyyy-mm-ddThh:mm:ssZ into buf (>= 21 bytes). */
 void db_now(char *buf, size_t size);
 

@@ -174,7 +174,7 @@ static void job_db_fail(struct job *job, const char *what)
     job_fail(job, 0,
              str_printf("Erreur de la base de données (%s) : %s. L'import est annulé, rien n'a "
                         "été modifié.",
-                        what, sqlite3_errmsg(db_handle(job->db))));
+                        what, db_error_fr(job->db)));
 }
 
 static char *row_raw_json(struct job *job)
@@ -1272,11 +1272,13 @@ static int process_record(struct job *job, int rec)
 db_error:
     json_decref(changes);
     if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT) {
-        char message[400];
-        snprintf(message, sizeof(message),
-                 "la ligne contredit une donnée existante (%s) : vérifiez le numéro de licence",
-                 sqlite3_errmsg(db_handle(job->db)));
-        reject_row(job, message);
+        log_info("import", "run %lld line %ld: constraint: %s", (long long)job->run_id,
+                 job->line_no, sqlite3_errmsg(db_handle(job->db)));
+        reject_row(job, strstr(sqlite3_errmsg(db_handle(job->db)), "licence_number")
+                            ? "le numéro de licence de cette ligne est déjà celui d'une autre "
+                              "fiche : vérifiez-le dans le fichier"
+                            : "la ligne contredit une donnée déjà enregistrée : vérifiez-la "
+                              "dans le fichier");
         return -2; /* roll the row back, go on */
     }
     job_db_fail(job, "écriture d'une personne");
@@ -1604,7 +1606,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     clock_gettime(CLOCK_MONOTONIC, &start);
 
     if (mark_running(&job) != SQLITE_OK) {
-        *err = str_printf("Impossible de démarrer l'import : %s", sqlite3_errmsg(db_handle(db)));
+        *err = str_printf("Impossible de démarrer l'import : %s.", db_error_fr(db));
         job_free(&job);
         return -1;
     }

@@ -76,7 +76,7 @@ int64_t import_run_create(struct db *db, const char *path, const struct import_o
         sqlite3_bind_int64(stmt, 11, options->preview_of);
     sqlite3_bind_text(stmt, 12, now, -1, SQLITE_STATIC);
     if (sqlite3_step(stmt) != SQLITE_DONE) {
-        *err = str_printf("Impossible d'enregistrer l'import : %s", sqlite3_errmsg(db_handle(db)));
+        *err = str_printf("Impossible d'enregistrer l'import : %s.", db_error_fr(db));
         sqlite3_reset(stmt);
         return -1;
     }
@@ -541,7 +541,7 @@ int import_undo(struct db *db, int64_t run_id, int64_t actor_id, char **err, jso
     }
 
     if (db_begin(db) != SQLITE_OK) {
-        *err = strdup("La base de données est occupée, réessayez dans un instant.");
+        *err = str_printf("L'annulation n'a pas pu commencer : %s.", db_error_fr(db));
         return -1;
     }
     found_conflicts = find_conflicts(db, run_id);
@@ -651,8 +651,7 @@ int import_undo(struct db *db, int64_t run_id, int64_t actor_id, char **err, jso
         }
     }
     if (rc != SQLITE_OK || db_commit(db) != SQLITE_OK) {
-        *err = str_printf("L'annulation a échoué : %s. Rien n'a été modifié.",
-                          sqlite3_errmsg(db_handle(db)));
+        *err = str_printf("L'annulation a échoué : %s. Rien n'a été modifié.", db_error_fr(db));
         db_rollback(db);
         return -1;
     }
