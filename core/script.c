@@ -67,9 +67,68 @@ static struct script_errors *errors_new(void)
     return errors;
 }
 
+/* Returns the length of the valid UTF-8 sequence at s[0], or 0 when it is
+ * invalid (overlong forms, surrogates and code points over U+10FFFF
+ * included, as JSON encoders reject them). */
+static size_t utf8_sequence_length(const unsigned char *s, size_t len)
+{
+    size_t n;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        n = 2, cp = s[0] & 0x1F;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        n = 3, cp = s[0] & 0x0F;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* Returns a copy of message in which each invalid UTF-8 byte is replaced
+ * by U+FFFD, so the status JSON can always carry it. */
+static char *utf8_sanitized_copy(const char *message)
+{
+    const unsigned char *s = (const unsigned char *)message;
+    size_t len = strlen(message);
+    char *copy = malloc(len * 3 + 1); /* each byte becomes at most 3 */
+    size_t out = 0;
+
+    if (copy == NULL)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence_length(s + i, len - i);
+
+        if (n == 0) {
+            memcpy(copy + out, "\xEF\xBF\xBD", 3);
+            out += 3;
+            i++;
+        } else {
+            memcpy(copy + out, s + i, n);
+            out += n;
+            i += n;
+        }
+    }
+    copy[out] = '\0';
+    return copy;
+}
+
 void script_errors_record(struct script_errors *errors, const char *message)
 {
-    char *copy = strdup(message);
+    char *copy = utf8_sanitized_copy(message);
 
     pthread_mutex_lock(&errors->lock);
     free(errors->last_error);
@@ -614,8 +673,10 @@ int script_push_function(struct script_state *state, enum script_module module, 
 
 void script_state_record_error(struct script_state *state, const char *what, const char *err)
 {
-    char *message = str_printf("%s: %s", what, err);
+    char *raw = str_printf("%s: %s", what, err);
+    char *message = raw ? utf8_sanitized_copy(raw) : NULL;
 
+    free(raw);
     log_error("script", "%s failed: %s", what, err);
     free(state->last_error);
     state->last_error = message;

@@ -63,9 +63,15 @@ static int api_log(lua_State *L)
 
 /* ---- JSON <-> Lua -------------------------------------------------------- */
 
+/* Pushes the array marker metatable. A script can reach it with
+ * getmetatable, so a __gc field it added is removed first: lua_setmetatable
+ * would register a finalizer, and finalizers run without the time budget. */
 static void push_array_mt(lua_State *L)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &ARRAY_MT_KEY);
+    lua_pushliteral(L, "__gc");
+    lua_pushnil(L);
+    lua_rawset(L, -3);
 }
 
 static int push_json_depth(struct script_state *st, json_t *value, int depth)

@@ -7,9 +7,14 @@
  * scripts/lib/<name>.lua from the version's snapshot (never the disk).
  * The `licol` API is installed by script_api.c.
  *
- * NOTE: the count hook runs between VM instructions only, so a single slow
- * C library call (a pathological string.find pattern on a long string) is
- * not interrupted. The max_string cap on inputs bounds that cost.
+ * The count hook runs between VM instructions only, and Lua 5.4 turns hooks
+ * off inside __gc finalizers. So setmetatable rejects __gc, and the C
+ * functions that can loop for long inside one call (pattern matching,
+ * table.move, string.rep of an empty string) are wrapped with a cost check.
+ *
+ * NOTE: the pattern cost is an estimate. A call accepted under
+ * PATTERN_MAX_STEPS can still take a few seconds, and a plain find (or a
+ * find without special characters) of a long needle is not checked.
  */
 #include "script_internal.h"
 
@@ -23,6 +28,14 @@
 #include "util.h"
 
 #define HOOK_EVERY 1000 /* VM instructions between two clock checks */
+
+/* Maximum elements table.move may copy in one call. */
+#define TABLE_MOVE_MAX 1000000
+
+/* Maximum estimated matcher steps of one pattern call. On one Xeon core
+ * with Lua 5.4.4, patterns near this bound ('a*b' on 31,000 bytes,
+ * '^a*a*a*b' on 1,800 bytes) ran for 2 to 5 s. */
+#define PATTERN_MAX_STEPS 1e9
 
 int64_t script_now_ns(void)
 {
@@ -260,6 +273,232 @@ static int sandbox_require(lua_State *L)
     return 1;
 }
 
+/* Calls the wrapped function (upvalue 1) with all the arguments and returns
+ * all its results. */
+static int call_wrapped(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* setmetatable(t, mt) rejecting a metatable with a __gc field: Lua 5.4
+ * runs finalizers with hooks off, so the time budget could not stop one.
+ * Lua registers a finalizer only when the metatable is set, so adding __gc
+ * to mt afterwards has no effect. */
+static int sandbox_setmetatable(lua_State *L)
+{
+    int mt_type = lua_type(L, 2);
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, mt_type == LUA_TNIL || mt_type == LUA_TTABLE, 2, "nil or table");
+    if (mt_type == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable : le champ __gc (finaliseur) est interdit dans "
+                                 "les scripts, retirez-le de la métatable");
+        lua_pop(L, 1);
+    }
+    return call_wrapped(L);
+}
+
+/* table.move(a1, f, e, t [, a2]) limited to TABLE_MOVE_MAX elements, because
+ * the copy loop runs in C where the time budget cannot stop it. */
+static int sandbox_table_move(lua_State *L)
+{
+    lua_Integer first = luaL_checkinteger(L, 2);
+    lua_Integer last = luaL_checkinteger(L, 3);
+
+    luaL_checkinteger(L, 4);
+    if (last >= first && (lua_Unsigned)last - (lua_Unsigned)first >= TABLE_MOVE_MAX)
+        return luaL_error(L, "table.move : plage trop grande (plus de %d éléments)",
+                          TABLE_MOVE_MAX);
+    return call_wrapped(L);
+}
+
+/* string.rep(s, n [, sep]) returning "" at once when s and sep are empty:
+ * Lua 5.4.4 would otherwise loop n times in C. Other calls are bounded by
+ * the memory cap, since the result is allocated before the loop. */
+static int sandbox_string_rep(lua_State *L)
+{
+    size_t len, sep_len;
+    lua_Integer count;
+
+    luaL_checklstring(L, 1, &len);
+    count = luaL_checkinteger(L, 2);
+    luaL_optlstring(L, 3, "", &sep_len);
+    if (count > 0 && len == 0 && sep_len == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    return call_wrapped(L);
+}
+
+enum pattern_function { PATTERN_FIND, PATTERN_MATCH, PATTERN_GMATCH, PATTERN_GSUB };
+
+static const char *const pattern_function_names[] = {"string.find", "string.match",
+                                                     "string.gmatch", "string.gsub"};
+
+/* Shape of a Lua pattern as far as the cost estimate needs it. */
+struct pattern_shape {
+    int anchored;     /* starts with ^ and the function honours it */
+    int has_specials; /* contains a character with a pattern meaning */
+    unsigned fixed;   /* items that match exactly one character */
+    unsigned open;    /* items that match any length: x*, x+, x-, %b, %1 */
+    unsigned optional; /* items followed by ?, which match 0 or 1 character */
+};
+
+/* Returns the index just past the set that starts at pattern[i] == '['.
+ * As in Lua, a ] right after [ or [^ is a member, and % escapes the next
+ * character. */
+static size_t skip_set(const char *pattern, size_t len, size_t i)
+{
+    i++;
+    if (i < len && pattern[i] == '^')
+        i++;
+    if (i < len)
+        i++; /* the first member, even if it is ] */
+    while (i < len && pattern[i] != ']') {
+        if (pattern[i] == '%' && i + 1 < len)
+            i++;
+        i++;
+    }
+    return i < len ? i + 1 : len;
+}
+
+static void count_quantifier(const char *pattern, size_t len, size_t *i,
+                             struct pattern_shape *shape)
+{
+    char next = *i < len ? pattern[*i] : '\0';
+
+    if (next == '*' || next == '+' || next == '-') {
+        shape->open++;
+        (*i)++;
+    } else if (next == '?') {
+        shape->optional++;
+        (*i)++;
+    } else {
+        shape->fixed++;
+    }
+}
+
+/* Counts the items of a pattern. Malformed patterns are counted as well as
+ * possible: the real function raises the error afterwards. */
+static void pattern_shape_of(const char *pattern, size_t len, int honours_anchor,
+                             struct pattern_shape *shape)
+{
+    size_t i = 0;
+
+    memset(shape, 0, sizeof(*shape));
+    shape->has_specials = strpbrk(pattern, "^$*+?.([%-") != NULL || strlen(pattern) < len;
+    if (len > 0 && pattern[0] == '^') {
+        shape->anchored = honours_anchor;
+        i = 1;
+    }
+    while (i < len) {
+        char c = pattern[i];
+
+        if (c == '(' || c == ')' || (c == '$' && i + 1 == len)) {
+            i++;
+        } else if (c == '%' && i + 1 < len) {
+            char escaped = pattern[i + 1];
+
+            if (escaped == 'b') { /* %bxy scans up to the whole subject */
+                shape->open++;
+                i = i + 4 < len ? i + 4 : len;
+            } else if (escaped == 'f') { /* frontier: zero width, then a set */
+                i += 2;
+                if (i < len && pattern[i] == '[')
+                    i = skip_set(pattern, len, i);
+            } else if (escaped >= '0' && escaped <= '9') { /* back reference */
+                shape->open++;
+                i += 2;
+            } else {
+                i += 2;
+                count_quantifier(pattern, len, &i, shape);
+            }
+        } else if (c == '[') {
+            i = skip_set(pattern, len, i);
+            count_quantifier(pattern, len, &i, shape);
+        } else {
+            i++;
+            count_quantifier(pattern, len, &i, shape);
+        }
+    }
+}
+
+/* Estimates the worst-case matcher steps of a pattern on a subject of
+ * subject_len bytes. From one start position, q open items can split the
+ * subject in C(len + q, q) ways and each optional item doubles that. An
+ * unanchored pattern is tried from every start position. */
+static double pattern_cost(const struct pattern_shape *shape, size_t subject_len)
+{
+    double len = (double)subject_len;
+    double paths = 1.0;
+    double starts = shape->anchored ? 1.0 : len + 1.0;
+
+    for (unsigned k = 1; k <= shape->open && paths <= PATTERN_MAX_STEPS; k++)
+        paths = paths * (len + k) / k;
+    for (unsigned k = 0; k < shape->optional && paths <= PATTERN_MAX_STEPS; k++)
+        paths *= 2.0;
+    return starts * (paths + shape->fixed);
+}
+
+/* Returns the number of subject bytes that a find, match or gmatch call
+ * scans from init, following Lua's rules for a negative or too large init. */
+static size_t scanned_length(lua_State *L, int arg, size_t len)
+{
+    lua_Integer init = luaL_optinteger(L, arg, 1);
+
+    if (init < 0)
+        init = -init > (lua_Integer)len ? 1 : (lua_Integer)len + init + 1;
+    else if (init == 0)
+        init = 1;
+    if (init > (lua_Integer)len + 1)
+        return 0;
+    return len - (size_t)(init - 1);
+}
+
+/* Wrapper of string.find, match, gmatch and gsub (upvalue 1 is the real
+ * function, upvalue 2 the pattern_function). Raises an error before a
+ * call whose estimated cost exceeds PATTERN_MAX_STEPS, because the matcher
+ * runs in C where the time budget cannot stop it. */
+static int sandbox_pattern(lua_State *L)
+{
+    enum pattern_function function = (enum pattern_function)lua_tointeger(L, lua_upvalueindex(2));
+    size_t subject_len, pattern_len, scanned;
+    const char *pattern;
+    struct pattern_shape shape;
+
+    luaL_checklstring(L, 1, &subject_len);
+    pattern = luaL_checklstring(L, 2, &pattern_len);
+    pattern_shape_of(pattern, pattern_len, function != PATTERN_GMATCH, &shape);
+
+    if (function == PATTERN_FIND && (lua_toboolean(L, 4) || !shape.has_specials))
+        return call_wrapped(L); /* plain search, no backtracking */
+    scanned = function == PATTERN_GSUB ? subject_len : scanned_length(L, 3, subject_len);
+    if (pattern_cost(&shape, scanned) > PATTERN_MAX_STEPS)
+        return luaL_error(L, "%s : motif trop coûteux pour un texte de %d caractères ; "
+                             "simplifiez le motif (moins de *, +, - et ?) ou raccourcissez "
+                             "le texte",
+                          pattern_function_names[function], (int)scanned);
+    return call_wrapped(L);
+}
+
+/* Replaces table[name] with a C closure over the original function and,
+ * when extra is not negative, an integer upvalue. Stack: [-0, +0]. */
+static void wrap_field(lua_State *L, int table, const char *name, lua_CFunction wrapper,
+                       int extra)
+{
+    table = lua_absindex(L, table);
+    lua_getfield(L, table, name);
+    if (extra >= 0)
+        lua_pushinteger(L, extra);
+    lua_pushcclosure(L, wrapper, extra >= 0 ? 2 : 1);
+    lua_setfield(L, table, name);
+}
+
 static void remove_field(lua_State *L, int table, const char *name)
 {
     table = lua_absindex(L, table);
@@ -293,8 +532,20 @@ static void open_sandbox_libs(lua_State *L)
     lua_pushcfunction(L, sandbox_require);
     lua_setfield(L, -2, "require");
 
+    wrap_field(L, -1, "setmetatable", sandbox_setmetatable, -1);
+    lua_getfield(L, -1, "table");
+    wrap_field(L, -1, "move", sandbox_table_move, -1);
+    lua_pop(L, 1);
+
+    /* The string metatable's __index is this same table, so the wrappers
+     * also apply to method calls such as s:find(p). */
     lua_getfield(L, -1, "string");
     remove_field(L, -1, "dump");
+    wrap_field(L, -1, "rep", sandbox_string_rep, -1);
+    wrap_field(L, -1, "find", sandbox_pattern, PATTERN_FIND);
+    wrap_field(L, -1, "match", sandbox_pattern, PATTERN_MATCH);
+    wrap_field(L, -1, "gmatch", sandbox_pattern, PATTERN_GMATCH);
+    wrap_field(L, -1, "gsub", sandbox_pattern, PATTERN_GSUB);
     lua_pop(L, 1);
 
     /* os: a fresh table with only time, date and clock. */

@@ -181,6 +181,115 @@ static void memory_cap_stops_bomb(void **state)
     assert_true_chunk(f->state, "local t = {} for i = 1, 1000 do t[i] = i end return #t == 1000");
 }
 
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void gc_finalizer_rejected(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_chunk_fails(f->state, "setmetatable({}, {__gc = function() while true do end end})",
+                       "__gc");
+    assert_chunk_fails(f->state, "setmetatable({}, {__gc = false})", "__gc");
+    assert_true_chunk(f->state, "local t = setmetatable({}, {__index = {x = 1}}) "
+                                "return t.x == 1 and setmetatable(t, nil) == t");
+    assert_chunk_fails(f->state, "setmetatable({}, 1)", "nil or table");
+
+    /* The array metatable is shared and reachable: a __gc added to it is
+     * dropped before C attaches it to the next array. */
+    assert_true_chunk(f->state, "local mt = getmetatable(licol.json.array()) "
+                                "mt.__gc = function() while true do end end "
+                                "local a = licol.json.array() "
+                                "local d = licol.json.decode('[1]') "
+                                "return rawget(mt, '__gc') == nil and "
+                                "getmetatable(d) == mt");
+    assert_true_chunk(f->state, "return debug == nil and collectgarbage == nil");
+}
+
+static void table_move_range_capped(void **state)
+{
+    struct fixture *f = *state;
+    struct timespec start;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    assert_chunk_fails(f->state, "local t = table.move({1}, 1, 2^40, 1, {})",
+                       "table.move : plage trop grande");
+    assert_chunk_fails(f->state, "table.move({}, math.mininteger, -1, 1)", "plage trop grande");
+    assert_true(seconds_since(&start) < 1.0);
+    assert_true_chunk(f->state, "local t = table.move({1, 2, 3}, 1, 3, 2) "
+                                "return t[1] == 1 and t[2] == 1 and t[4] == 3");
+    assert_true_chunk(f->state, "return #table.move({1, 2}, 1, 2, 1, {}) == 2");
+    assert_true_chunk(f->state, "return #table.move({}, 5, 1, 1) == 0");
+}
+
+static void string_rep_empty_returns_fast(void **state)
+{
+    struct fixture *f = *state;
+    struct timespec start;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    assert_true_chunk(f->state, "return string.rep('', 2^40) == '' and ('').rep('', 1e15, '') == ''");
+    assert_true(seconds_since(&start) < 1.0);
+    assert_true_chunk(f->state, "return ('ab'):rep(3, ',') == 'ab,ab,ab'");
+}
+
+static void costly_patterns_rejected(void **state)
+{
+    static const char *const attacks[] = {
+        "string.find(s, '.-.-.-.-.-.-.-.-.-.-.-.-b')",
+        "s:find('.-.-.-.-.-.-.-.-.-.-.-.-b')",
+        "s:match('.*.*.*.*.*b')",
+        "for m in s:gmatch('a*a*a*a*b') do end",
+        "s:gsub('^.-.-.-.-.-b', '')",
+        "s:find('a*b')",
+        "s:find('[a]+[%a]+%a+b')",
+    };
+    struct fixture *f = *state;
+
+    for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
+        char *code = str_printf("local s = string.rep('a', 60000) %s", attacks[i]);
+        struct timespec start;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        assert_chunk_fails(f->state, code, "motif trop coûteux pour un texte de 60000 caractères");
+        assert_true(seconds_since(&start) < 1.0);
+        free(code);
+    }
+    /* The documented limit of the usual trim pattern. */
+    assert_chunk_fails(f->state, "return (' '):rep(2000):match('^%s*(.-)%s*$')",
+                       "texte de 2000 caractères");
+    /* init shortens the scanned text. */
+    assert_chunk_fails(f->state, "return ('a'):rep(60000):find('.-.-b', -50000)",
+                       "texte de 50000 caractères");
+}
+
+static void ordinary_patterns_allowed(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_true_chunk(f->state, "local s = '  ' .. ('mot '):rep(100) .. ' ' "
+                                "return #s:match('^%s*(.-)%s*$') == 399");
+    assert_true_chunk(f->state, "return ('  2024 '):match('^%s*(%d%d%d%d)%s*$') == '2024'");
+    assert_true_chunk(f->state, "return ('2024-03-05'):match('^(%d%d%d%d)%-(%d%d)%-(%d%d)$') "
+                                "== '2024'");
+    assert_true_chunk(f->state, "return ('1m75'):match('^(%d)m(%d%d?)$') == '1'");
+    assert_true_chunk(f->state, "return ('180 cm'):gsub('%s*cm$', '') == '180'");
+    assert_true_chunk(f->state, "return ('licence_season'):gsub('^licence', '') == '_season'");
+    assert_true_chunk(f->state, "local n = 0 for w in ('a b c'):gmatch('%a') do n = n + 1 end "
+                                "return n == 3");
+    assert_true_chunk(f->state, "return ('x'):rep(1800):match('^%s*(.-)%s*$') == ('x'):rep(1800)");
+    /* A plain find, or one without special characters, is never checked. */
+    assert_true_chunk(f->state, "local s = ('a'):rep(60000) .. 'b' "
+                                "return s:find('.-.-b', 1, true) == nil and s:find('ab') == 60000");
+    /* One open item on a long text stays under the bound. */
+    assert_true_chunk(f->state, "return ('a'):rep(20000):find('%d+') == nil");
+}
+
 static void errors_carry_location_and_traceback(void **state)
 {
     struct fixture *f = *state;
@@ -357,6 +466,71 @@ static void load_failures_are_reported(void **state)
     tree_free(&tree);
 }
 
+/* Each attack fails the load, and a reload keeps the old version. */
+static void runaway_c_calls_rejected_at_reload(void **state)
+{
+    static const struct {
+        const char *line;
+        const char *needle;
+    } cases[] = {
+        {"setmetatable({}, {__gc = function() while true do end end})", "__gc"},
+        {"local s = string.rep('a', 60000); string.find(s, '.-.-.-.-.-.-.-.-.-.-.-.-b')",
+         "motif trop coûteux"},
+        {"local t = table.move({1}, 1, 2^40, 1, {})", "plage trop grande"},
+    };
+    struct fixture *f = *state;
+    struct script_subject gerant = {.person_id = 1, .roles = SCRIPT_ROLE_GERANT};
+    char *old_id = strdup(script_version_id(f->version));
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *text = str_printf("%s\n%s", cases[i].line, ROLES_ALLOW_GERANT);
+        struct script_version *current;
+        json_t *status;
+        const char *last_error;
+
+        tree_write(&f->tree, "scripts/roles.lua", text);
+        assert_int_equal(script_engine_reload(f->engine), -1);
+        current = script_engine_acquire(f->engine);
+        assert_string_equal(script_version_id(current), old_id);
+        assert_int_equal(script_can(script_version_state(current), &gerant, "rider.read", NULL,
+                                    NULL),
+                         1);
+        script_version_release(current);
+
+        status = script_engine_status(f->engine);
+        last_error = json_string_value(json_object_get(status, "last_error"));
+        assert_non_null(last_error);
+        if (strstr(last_error, cases[i].needle) == NULL)
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, last_error, cases[i].needle);
+        json_decref(status);
+        free(text);
+    }
+    free(old_id);
+}
+
+static void status_builds_after_invalid_utf8_error(void **state)
+{
+    struct fixture *f = *state;
+    json_t *status;
+    const char *last_error;
+
+    tree_write(&f->tree, "scripts/roles.lua", "error('caf\\233 ' .. utf8.char(0x7FFFFFFF))\n");
+    assert_int_equal(script_engine_reload(f->engine), -1);
+    status = script_engine_status(f->engine);
+    assert_non_null(status);
+    last_error = json_string_value(json_object_get(status, "last_error"));
+    assert_non_null(last_error);
+    if (strstr(last_error, "caf\xEF\xBF\xBD \xEF\xBF\xBD") == NULL)
+        fail_msg("invalid bytes not replaced: \"%s\"", last_error);
+    json_decref(status);
+
+    /* A failing call records its error the same way. */
+    assert_chunk_fails(f->state, "error('\\255\\254')", "\xEF\xBF\xBD\xEF\xBF\xBD");
+    status = script_engine_status(f->engine);
+    assert_non_null(status);
+    json_decref(status);
+}
+
 static void formats_glob_loads_each_file(void **state)
 {
     struct test_tree tree;
@@ -483,6 +657,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(sandbox_require_reads_only_lib, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_stops_infinite_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(memory_cap_stops_bomb, setup, teardown),
+        cmocka_unit_test_setup_teardown(gc_finalizer_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(table_move_range_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(string_rep_empty_returns_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(costly_patterns_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(ordinary_patterns_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(runaway_c_calls_rejected_at_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(status_builds_after_invalid_utf8_error, setup, teardown),
         cmocka_unit_test_setup_teardown(errors_carry_location_and_traceback, setup, teardown),
         cmocka_unit_test_setup_teardown(can_returns_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(api_json_and_text, setup, teardown),
