@@ -578,6 +578,12 @@ test('import preview, confirm and undo', async () => {
   assertEqual(list.total, before + created, 'people after the import');
   await shots('import-rapport');
 
+  // The run's clients get the password mail from the report, one per address.
+  await page.click('button[data-action="mail-recuperation"]');
+  await page.locator('dialog button:has-text("Envoyer")').click();
+  await page.locator('.message--success', { hasText: "en file d'envoi" }).waitFor({ timeout: 30000 });
+  await shots('import-mail-recuperation');
+
   await page.click('button[data-action="annuler-import"]');
   await page.locator('dialog button:has-text("Annuler l\'import")').click();
   await page.locator('.message--success', { hasText: 'a été annulé' }).waitFor({ timeout: 60000 });

@@ -235,10 +235,41 @@ export async function importsPage(ctx) {
       announce('Prévisualisation terminée. Vérifiez les chiffres puis confirmez l’import.');
     } else if (run.state === 'done' && !run.dry_run) {
       announce(`Import n° ${run.id} terminé.`);
+      if (app.can('mail.send')) currentActions.append(recoveryButton(run));
       if (run.undoable && app.can('import.undo')) currentActions.append(undoButton(run));
     } else if (run.state === 'failed') {
       announce("L'import a échoué.");
     }
+  }
+
+  // Sends every client of the run the mail to choose a password: one mail
+  // per address (a family sharing one gets a single mail), and lists the
+  // people without a usable address.
+  function recoveryButton(run) {
+    const button = h('button', { type: 'button', class: 'button button--secondary', 'data-action': 'mail-recuperation' },
+      'Envoyer mail de récupération');
+    button.addEventListener('click', async () => {
+      const ok = await confirmDialog('Envoyer le mail de récupération',
+        `Chaque personne créée ou mise à jour par l'import n° ${run.id} recevra un lien pour choisir son mot de passe (un seul mail par adresse).`,
+        'Envoyer');
+      if (!ok) return;
+      await withBusy(button, 'Envoi…', async () => {
+        replace(currentMessages);
+        try {
+          const result = await api('POST', '/recovery-mails', { import_run_id: run.id });
+          const missing = Array.isArray(result.without_email) ? result.without_email : [];
+          showMessage(currentMessages, 'success',
+            `${plural(result.queued || 0, 'mail')} en file d'envoi, pour ${plural(result.addresses || 0, 'adresse')}.`,
+            missing.length
+              ? h('div', {}, h('p', {}, `${plural(missing.length, 'personne')} sans adresse e-mail utilisable :`),
+                h('ul', {}, missing.map((p) => h('li', {}, h('a', { href: `/cavaliers/${p.id}` }, p.name), ` — ${p.reason}`))))
+              : null);
+        } catch (err) {
+          if (err.status !== 401) showMessage(currentMessages, 'error', err.message);
+        }
+      });
+    });
+    return button;
   }
 
   function undoButton(run) {
