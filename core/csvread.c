@@ -377,7 +377,11 @@ static void feed_text(struct reader *r)
         feed_piece(r, text + pos, piece);
         if (pos + n < len) {
             char c = text[pos + n];
-            if (c == '\r' || r->prev_char != '\r')
+            /* The character just before the terminator: the end of the
+             * previous piece (or chunk) when this piece is only the LF. */
+            char before = n > 0 ? text[pos + n - 1] : r->prev_char;
+
+            if (c == '\r' || before != '\r')
                 r->line++;
             r->prev_char = c;
         } else if (n > 0) {

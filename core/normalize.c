@@ -3,8 +3,11 @@
  * one code point at a time (an invalid byte becomes U+FFFD and never ends a
  * read early), works on a bounded copy, and writes through struct out, which
  * truncates at a character boundary. No function keeps state, so all are
- * thread-safe. Case mapping and accent folding cover ASCII, Latin-1
- * Supplement and Latin Extended-A; other characters pass through unchanged.
+ * thread-safe. Case mapping, accent folding and the composition of
+ * combining accents cover ASCII, Latin-1 Supplement and Latin Extended-A.
+ * Other characters pass through unchanged, except that folding drops
+ * combining marks (U+0300 to U+036F). Full Unicode normalisation (NFC) is
+ * not done.
  */
 #include "normalize.h"
 
@@ -233,7 +236,77 @@ static uint32_t upper_cp(uint32_t cp)
     return cp;
 }
 
-/* Writes the ASCII fold of in to o: lower case, accents removed, and
+/* Combining diacritical marks (U+0300 to U+036F), which decomposed text
+ * (NFD, common in macOS exports) writes after the base letter. */
+static int is_combining_mark(uint32_t cp)
+{
+    return cp >= 0x300 && cp <= 0x36F;
+}
+
+/* Returns the precomposed letter for base followed by mark, or 0 when this
+ * table has none. It covers the capitals of Latin-1 Supplement and Latin
+ * Extended-A with grave, acute, circumflex, tilde, diaeresis and cedilla.
+ * Lower-case bases go through the capital and back. */
+static uint32_t compose_mark(uint32_t base, uint32_t mark)
+{
+    static const struct {
+        uint32_t mark;
+        const char *bases;           /* ASCII capitals */
+        const uint16_t composed[12]; /* the letter for each base, in order */
+    } table[] = {
+        /* grave, acute, circumflex */
+        {0x300, "AEIOU", {0xC0, 0xC8, 0xCC, 0xD2, 0xD9}},
+        {0x301,
+         "ACEILNORSUYZ",
+         {0xC1, 0x106, 0xC9, 0xCD, 0x139, 0x143, 0xD3, 0x154, 0x15A, 0xDA, 0xDD, 0x179}},
+        {0x302,
+         "ACEGHIJOSUWY",
+         {0xC2, 0x108, 0xCA, 0x11C, 0x124, 0xCE, 0x134, 0xD4, 0x15C, 0xDB, 0x174, 0x176}},
+        /* tilde, diaeresis, cedilla */
+        {0x303, "AINOU", {0xC3, 0x128, 0xD1, 0xD5, 0x168}},
+        {0x308, "AEIOUY", {0xC4, 0xCB, 0xCF, 0xD6, 0xDC, 0x178}},
+        {0x327, "CGKLNRST", {0xC7, 0x122, 0x136, 0x13B, 0x145, 0x156, 0x15E, 0x162}},
+    };
+    int lower = base >= 'a' && base <= 'z';
+    uint32_t capital = lower ? base - 32 : base;
+
+    if (capital < 'A' || capital > 'Z')
+        return 0;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const char *hit;
+
+        if (table[i].mark != mark)
+            continue;
+        hit = strchr(table[i].bases, (int)capital);
+        if (!hit)
+            return 0;
+        capital = table[i].composed[hit - table[i].bases];
+        return lower ? lower_cp(capital) : capital;
+    }
+    return 0;
+}
+
+/* Decodes the code point at *pos like utf8_next. When a combining mark
+ * follows it and compose_mark has a letter for the pair, it consumes the
+ * mark too and returns that letter ("e" + U+0301 -> "é"). Other marks are
+ * left for the next call. */
+static uint32_t utf8_next_composed(const char *s, size_t *pos)
+{
+    uint32_t cp = utf8_next(s, pos);
+    size_t after = *pos;
+    uint32_t composed;
+
+    if (!s[after])
+        return cp;
+    composed = compose_mark(cp, utf8_next(s, &after));
+    if (!composed)
+        return cp;
+    *pos = after;
+    return composed;
+}
+
+/* Writes the ASCII fold of in to o: lower case, accents removed (including
+ * combining marks, so decomposed and precomposed text fold alike), and
  * everything that is not a letter or digit turned into one space (or
  * dropped with alnum_only). Non-Latin letters are copied. */
 static void fold_into(const char *in, struct out *o, int alnum_only)
@@ -246,7 +319,7 @@ static void fold_into(const char *in, struct out *o, int alnum_only)
         const char *ascii = NULL;
         char c[2] = {0, 0};
 
-        if (is_invisible_cp(cp))
+        if (is_invisible_cp(cp) || is_combining_mark(cp))
             continue;
         if (cp < 0x80 && ((cp | 0x20) - 'a' < 26 || cp - '0' < 10)) {
             c[0] = (char)(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
@@ -271,69 +344,77 @@ static void fold_into(const char *in, struct out *o, int alnum_only)
     }
 }
 
-/* Placeholders that mean "nothing", compared after folding. */
-static int is_placeholder(const char *text)
+/* Set of placeholders a normaliser maps to empty. Names get a short list,
+ * because "Nil", "Na", "Nd", "Null" or "X" are real first names or
+ * surnames. Other values get the longer list. */
+enum placeholder_set {
+    PLACEHOLDERS_TEXT,
+    PLACEHOLDERS_NAME,
+};
+
+/* Returns 1 when text contains no letter and no digit: ".", "-", "?",
+ * "***", "–". Invalid bytes (U+FFFD) count as content. */
+static int lacks_letter_and_digit(const char *text)
 {
-    static const char *const words[] = {
-        "x",
-        "xx",
-        "xxx",
-        "neant",
-        "inconnu",
-        "inconnue",
-        "n a",
-        "na",
-        "nc",
-        "n c",
-        "nr",
-        "n r",
-        "nd",
-        "n d",
-        "null",
-        "none",
-        "unknown",
-        "aucun",
-        "aucune",
-        "sans",
-        "vide",
-        "non renseigne",
-        "non renseignee",
-        "a completer",
-        "nil",
-        "undefined",
+    size_t pos = 0;
+
+    while (text[pos]) {
+        uint32_t cp = utf8_next(text, &pos);
+
+        if ((cp >= '0' && cp <= '9') || is_letter_cp(cp) || cp == 0xFFFD)
+            return 0;
+    }
+    return 1;
+}
+
+/* Returns 1 when the whole of text (trimmed and collapsed) is a placeholder
+ * that means "nothing". The words are compared after folding, and only with
+ * the whole value, so "Sans-Souci" or "Xavier" are never placeholders. */
+static int is_placeholder(const char *text, enum placeholder_set set)
+{
+    /* Unambiguous markers, for every kind of value. */
+    static const char *const markers[] = {
+        "neant",           "inconnu",     "inconnue",  "non renseigne", "non renseignee",
+        "non renseigne e", "a completer", "undefined", "unknown",       NULL,
+    };
+    /* Short words that are placeholders in an address or a city, but may be
+     * a name. "sans" and "vide" are on neither list: "Sans" is a surname. */
+    static const char *const short_words[] = {
+        "x",  "xx",  "xxx", "n a",  "na",   "nc",    "n c",    "nr", "n r",
+        "nd", "n d", "nil", "null", "none", "aucun", "aucune", NULL,
     };
     char key[64];
     struct out o;
-    int has_alnum = 0;
 
-    for (const char *p = text; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c >= 0x80 || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9')) {
-            has_alnum = 1;
-            break;
-        }
-    }
-    if (!has_alnum)
-        return 1; /* ".", "-", "?", "/", "***" */
+    if (lacks_letter_and_digit(text))
+        return 1;
+    if (strcasecmp(text, "n/a") == 0)
+        return 1;
     if (strlen(text) >= sizeof(key))
         return 0;
     out_init(&o, key, sizeof(key));
     fold_into(text, &o, 0);
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcmp(key, words[i]) == 0)
+    for (size_t i = 0; markers[i]; i++)
+        if (strcmp(key, markers[i]) == 0)
+            return 1;
+    if (set == PLACEHOLDERS_NAME)
+        return 0;
+    for (size_t i = 0; short_words[i]; i++)
+        if (strcmp(key, short_words[i]) == 0)
             return 1;
     return 0;
 }
 
-/* Trims and collapses white space of in into o; drops invisible characters.
- * Returns 1 if anything was written. */
+/* Trims and collapses white space of in into o, drops invisible characters
+ * and composes the accented letters listed in compose_mark. Returns 1 if
+ * anything was written. */
 static int collapse_into(const char *in, struct out *o)
 {
     size_t pos = 0;
     int pending_space = 0;
 
     while (in[pos]) {
-        uint32_t cp = utf8_next(in, &pos);
+        uint32_t cp = utf8_next_composed(in, &pos);
 
         if (is_invisible_cp(cp))
             continue;
@@ -349,7 +430,7 @@ static int collapse_into(const char *in, struct out *o)
     return o->len > 0;
 }
 
-static enum norm_status prepare(const char *in, char *work);
+static enum norm_status prepare(const char *in, char *work, enum placeholder_set set);
 
 enum norm_status norm_text(const char *in, char *out, size_t size)
 {
@@ -357,7 +438,7 @@ enum norm_status norm_text(const char *in, char *out, size_t size)
     struct out o;
 
     out_init(&o, out, size);
-    if (prepare(in, work) == NORM_EMPTY)
+    if (prepare(in, work, PLACEHOLDERS_TEXT) == NORM_EMPTY)
         return NORM_EMPTY;
     collapse_into(in, &o); /* the full text: it may be longer than work */
     return NORM_OK;
@@ -385,9 +466,10 @@ static enum norm_status invalid(const char *in, char *out, size_t size)
 }
 
 /* Trimmed, collapsed copy of in, at most WORK_MAX bytes. Returns NORM_EMPTY
- * for empty input and placeholders, NORM_INVALID when in is longer than the
- * work buffer (no value normalised here is that long), NORM_OK otherwise. */
-static enum norm_status prepare(const char *in, char *work)
+ * for empty input and the placeholders of set, NORM_INVALID when in is
+ * longer than the work buffer (no value normalised here is that long),
+ * NORM_OK otherwise. */
+static enum norm_status prepare(const char *in, char *work, enum placeholder_set set)
 {
     struct out o;
 
@@ -400,22 +482,29 @@ static enum norm_status prepare(const char *in, char *work)
         return NORM_EMPTY;
     if (o.len >= WORK_MAX - 4)
         return NORM_INVALID;
-    if (is_placeholder(work))
+    if (is_placeholder(work, set))
         return NORM_EMPTY;
     return NORM_OK;
 }
 
-/* Starts of prepare() for every value normaliser: on anything but NORM_OK
- * the output is already written. */
-static enum norm_status begin(const char *in, char *work, char *out, size_t size)
+/* Runs prepare() for a value normaliser: on anything but NORM_OK the output
+ * is already written. */
+static enum norm_status begin_with(const char *in, char *work, char *out, size_t size,
+                                   enum placeholder_set set)
 {
-    enum norm_status status = prepare(in, work);
+    enum norm_status status = prepare(in, work, set);
     struct out o;
 
     out_init(&o, out, size);
     if (status == NORM_INVALID)
         return invalid(in, out, size);
     return status;
+}
+
+/* begin_with() for every value except names. */
+static enum norm_status begin(const char *in, char *work, char *out, size_t size)
+{
+    return begin_with(in, work, out, size, PLACEHOLDERS_TEXT);
 }
 
 /* Case of one name token (no spaces): a capital after every non-letter. */
@@ -460,10 +549,27 @@ static int particle_kind(const char *token, size_t len)
     return strcmp(key, "de") == 0 || strcmp(key, "du") == 0 || strcmp(key, "des") == 0;
 }
 
+/* Returns 1 for a Dutch elided article typed in lower case: an apostrophe
+ * (', ’ or ‘) and one lower-case ASCII letter, as in "'t Hooft" or
+ * "'s Jacob". */
+static int is_elided_article(const char *token, size_t len)
+{
+    size_t quote_len;
+
+    if (len == 2 && token[0] == '\'')
+        quote_len = 1;
+    else if (len == 4 &&
+             (memcmp(token, "\xE2\x80\x99", 3) == 0 || memcmp(token, "\xE2\x80\x98", 3) == 0))
+        quote_len = 3;
+    else
+        return 0;
+    return token[quote_len] >= 'a' && token[quote_len] <= 'z';
+}
+
 enum norm_status norm_name(const char *in, char *out, size_t size)
 {
     char work[WORK_MAX];
-    enum norm_status status = begin(in, work, out, size);
+    enum norm_status status = begin_with(in, work, out, size, PLACEHOLDERS_NAME);
     struct out o;
     size_t pos = 0;
     int single;
@@ -481,7 +587,10 @@ enum norm_status norm_name(const char *in, char *out, size_t size)
 
         if (o.len)
             out_str(&o, " ");
-        if (kind == 1) {
+        if (work[pos + len] == ' ' && is_elided_article(work + pos, len)) {
+            /* "'t Hooft" keeps its "'t"; typed "'T HOOFT", it stays "'T Hooft" */
+            out_bytes(&o, work + pos, len);
+        } else if (kind == 1) {
             name_token(work + pos, len, &o, 1);
         } else if (kind == 2) {
             /* "D'ALMEIDA" -> "d'Almeida": the particle is lower case, the rest a name */
@@ -835,19 +944,53 @@ enum norm_status norm_date(const char *in, char *out, size_t size)
 
 /* --- Licence, Galop, sex ------------------------------------------------ */
 
+/* Skips the ASCII word at *s, in any case, and the spaces and one ':'
+ * after it. Returns 0 and leaves *s unchanged when s does not start with it. */
+static int skip_word(const char **s, const char *word)
+{
+    size_t n = strlen(word);
+
+    if (strncasecmp(*s, word, n) != 0)
+        return 0;
+    *s += n;
+    while (**s == ' ')
+        (*s)++;
+    if (**s == ':')
+        (*s)++;
+    while (**s == ' ')
+        (*s)++;
+    return 1;
+}
+
+/* Skips the words people write before a licence number: "Licence",
+ * "License", then "N°" or "Nº" (masculine ordinal), in any case. */
+static const char *skip_licence_prefix(const char *s)
+{
+    if (!skip_word(&s, "licence"))
+        skip_word(&s, "license");
+    if (!skip_word(&s, "n\xC2\xB0"))
+        skip_word(&s, "n\xC2\xBA");
+    return s;
+}
+
 enum norm_status norm_licence(const char *in, char *out, size_t size)
 {
     char work[WORK_MAX];
     enum norm_status status = begin(in, work, out, size);
     char licence[9];
     size_t n = 0;
+    int hyphen_seen = 0;
     struct out o;
 
     if (status != NORM_OK)
         return status;
-    for (const char *p = work; *p; p++) {
+    for (const char *p = skip_licence_prefix(work); *p; p++) {
         if (*p == ' ')
             continue;
+        if (*p == '-' && n == 7 && !hyphen_seen) {
+            hyphen_seen = 1; /* "1234567-A": a hyphen only before the letter */
+            continue;
+        }
         if (n == 8)
             return invalid(in, out, size);
         licence[n++] = *p;

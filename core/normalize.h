@@ -21,19 +21,30 @@ enum norm_status {
 };
 
 /* Trims, collapses runs of white space (including non-breaking space and
- * line breaks) to one space, drops zero-width characters, and maps
- * placeholders to empty: any value without a letter or digit (".", "-",
- * "?", "/"), and "x", "néant", "inconnu", "n/a", "nc", "non renseigné",
- * "unknown" and similar words in any case. The normalisers from norm_name
- * on apply the same trimming and placeholders first. Invalid UTF-8 bytes
- * become U+FFFD. */
+ * line breaks) to one space, drops zero-width characters, and composes a
+ * Latin letter followed by a combining grave, acute, circumflex, tilde,
+ * diaeresis or cedilla into its precomposed form ("e" + U+0301 -> "é")
+ * when Latin-1 Supplement or Latin Extended-A has one. Invalid UTF-8 bytes
+ * become U+FFFD.
+ *
+ * Placeholders become empty. The whole value is compared, in any case and
+ * without accents, so "Sans-Souci" stays. They are:
+ * - any value without a letter or digit (".", "-", "?", "/", "***");
+ * - "néant", "inconnu(e)", "non renseigné(e)", "à compléter", "n/a" with
+ *   the slash, "undefined" and "unknown";
+ * - short words: "x", "xx", "xxx", "na", "n a", "nc", "nr", "nd", "nil",
+ *   "null", "none", "aucun(e)". "sans" and "vide" are not placeholders.
+ * The normalisers from norm_phone on apply the same trimming, composition
+ * and placeholders first. norm_name applies the first two groups only. */
 enum norm_status norm_text(const char *in, char *out, size_t size);
 
 /* Lower-case key for comparisons: accents of Latin-1 Supplement and Latin
- * Extended-A folded to ASCII (é->e, œ->oe, ß->ss, ł->l, ...), case folded.
- * Letters of other scripts are kept unchanged. With alnum_only, everything
- * that is not a letter or digit is dropped ("N° licence" -> "nlicence");
- * otherwise punctuation becomes a space and spaces are collapsed. */
+ * Extended-A folded to ASCII (é->e, œ->oe, ß->ss, ł->l, ...), case folded,
+ * and combining marks U+0300 to U+036F dropped, so decomposed text gives
+ * the same key as precomposed text. Letters of other scripts are kept
+ * unchanged. With alnum_only, everything that is not a letter or digit is
+ * dropped ("N° licence" -> "nlicence"); otherwise punctuation becomes a
+ * space and spaces are collapsed. */
 enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_only);
 
 /* Display case for last and first names: every word capitalised after a
@@ -41,8 +52,15 @@ enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_onl
  * "Jean-Pierre", "martin--durand" -> "Martin--Durand", "o'neill" and
  * "o’neill" -> "O'Neill" / "O’Neill", the apostrophe kept as typed). The
  * particles "de", "du", "des" and "d'" stay lower-case unless they are the
- * whole name: "DE LA FONTAINE" -> "de La Fontaine". Placeholders become
- * empty as in norm_text. */
+ * whole name: "DE LA FONTAINE" -> "de La Fontaine". A Dutch elided article
+ * typed in lower case (an apostrophe and one letter, followed by another
+ * word: "'t Hooft", "van 't Hof") keeps its lower-case letter.
+ *
+ * Combining accents are composed as in norm_text. Only the first two groups
+ * of norm_text's placeholders become empty: values without a letter or
+ * digit, and the unambiguous markers ("inconnu", "néant", "n/a"...). Short
+ * words such as "X", "Nil", "Na", "Nd", "Null", "Sans" or "Vide" are kept,
+ * because they are real first names or surnames. */
 enum norm_status norm_name(const char *in, char *out, size_t size);
 
 /* Phone number to E.164. French numbers in every shape seen in club files:
@@ -80,9 +98,12 @@ enum norm_status norm_email(const char *in, char *out, size_t size, char *second
  * year before 1900 or after 2100) and two-digit years are NORM_INVALID. */
 enum norm_status norm_date(const char *in, char *out, size_t size);
 
-/* FFE licence number: seven digits and a letter, upper-cased, inner spaces
- * removed ("1234567a" -> "1234567A"). Anything else is NORM_INVALID and must
- * not be used as an identity key. */
+/* FFE licence number: seven digits and a letter, upper-cased
+ * ("1234567a" -> "1234567A"). These decorations are removed first: a
+ * leading "Licence" or "License", then "N°" or "Nº", each in any case and
+ * optionally followed by ':'; every space; and one hyphen between the
+ * digits and the letter ("N° 1234567-A" -> "1234567A"). Anything else is
+ * NORM_INVALID and must not be used as an identity key. */
 enum norm_status norm_licence(const char *in, char *out, size_t size);
 
 /* Galop label to a code of the table galop_level: "Galop 3", "G3", "g 3",

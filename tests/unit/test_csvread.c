@@ -293,6 +293,70 @@ static void line_ends(void **state)
     }
 }
 
+/* A lone CR among LF or CRLF line ends ends a line like the others, so every
+ * record after it gets its own line number. */
+static void lone_cr_among_other_line_ends(void **state)
+{
+    static const struct {
+        const char *data;
+        long lines[4]; /* line of each record, header included */
+    } cases[] = {
+        {"a;b\n1;2\r3;4\n5;6\n", {1, 2, 3, 4}},
+        {"a;b\r\n1;2\r3;4\r\n5;6\r\n", {1, 2, 3, 4}},
+        {"a;b\r1;2\n3;4\r5;6", {1, 2, 3, 4}},
+        {"a;b\n1;2\r\r3;4\n5;6\n", {1, 2, 4, 5}}, /* two CRs: an empty line between */
+        {"a;b\n1;2\r\n\r3;4\n5;6\n", {1, 2, 4, 5}},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct collected c;
+        char *err = NULL;
+
+        assert_int_equal(read_text(cases[i].data, strlen(cases[i].data), &c, NULL, &err), 0);
+        assert_int_equal(c.count, 4);
+        assert_string_equal(c.joined[1], "1|2");
+        assert_string_equal(c.joined[2], "3|4");
+        assert_string_equal(c.joined[3], "5|6");
+        for (int k = 0; k < 4; k++) {
+            if (c.lines[k] != cases[i].lines[k])
+                print_error("case %zu, record %d: expected line %ld, got %ld\n", i, k + 1,
+                            cases[i].lines[k], c.lines[k]);
+            assert_int_equal(c.lines[k], cases[i].lines[k]);
+        }
+        collected_free(&c);
+    }
+}
+
+/* A CRLF split across two chunks counts as one line end, and a lone CR at the
+ * end of a chunk followed by text counts as one. */
+static void line_end_at_chunk_boundary(void **state)
+{
+    const size_t chunk = 64 * 1024; /* CHUNK_SIZE in csvread.c */
+
+    for (int lone = 0; lone <= 1; lone++) {
+        char *data = malloc(chunk + 64);
+        size_t n = 0;
+        struct collected c;
+        char *err = NULL;
+
+        assert_non_null(data);
+        n += (size_t)sprintf(data, "a;b\n");
+        memset(data + n, 'x', chunk - 1 - n); /* one long field up to the chunk's last byte */
+        n = chunk - 1;
+        data[n++] = '\r'; /* the chunk's last byte */
+        n += (size_t)sprintf(data + n, lone ? "3;4\n5;6\n" : "\n3;4\n5;6\n");
+
+        assert_int_equal(read_text(data, n, &c, NULL, &err), 0);
+        assert_int_equal(c.count, 4);
+        assert_int_equal(c.lines[1], 2);
+        assert_string_equal(c.joined[2], "3|4");
+        assert_int_equal(c.lines[2], 3);
+        assert_int_equal(c.lines[3], 4);
+        collected_free(&c);
+        free(data);
+    }
+}
+
 static void quoted_fields_and_lines(void **state)
 {
     static const char data[] = "nom,adresse,ville\r\n"
@@ -650,6 +714,8 @@ int main(void)
         cmocka_unit_test(utf16_files),
         cmocka_unit_test(utf16_lone_surrogate),
         cmocka_unit_test(line_ends),
+        cmocka_unit_test(lone_cr_among_other_line_ends),
+        cmocka_unit_test(line_end_at_chunk_boundary),
         cmocka_unit_test(quoted_fields_and_lines),
         cmocka_unit_test(separator_sniffing),
         cmocka_unit_test(separator_option),

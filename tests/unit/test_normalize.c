@@ -96,7 +96,24 @@ static void text_cases(void **state)
         {"N/A", NORM_EMPTY, ""},
         {"unknown", NORM_EMPTY, ""},
         {"non renseigné", NORM_EMPTY, ""},
+        {"non renseigné(e)", NORM_EMPTY, ""},
+        {"À compléter", NORM_EMPTY, ""},
+        {"***", NORM_EMPTY, ""},
+        {"\xE2\x80\x93", NORM_EMPTY, ""}, /* en dash */
+        {"Nil", NORM_EMPTY, ""},          /* the longer list still applies to text */
+        {"NC", NORM_EMPTY, ""},
+        {"Sans", NORM_OK, "Sans"},
+        {"vide", NORM_OK, "vide"},
+        {"Sans-Souci", NORM_OK, "Sans-Souci"},
+        {"3 allée Sans Souci", NORM_OK, "3 allée Sans Souci"},
+        {"x y", NORM_OK, "x y"},
         {"Xavier", NORM_OK, "Xavier"},
+        {"e\xCC\x81"
+         "cole",
+         NORM_OK, "école"}, /* decomposed é */
+        {"Ce\xCC\x81"
+         "dric",
+         NORM_OK, "Cédric"},
         {"Cœur", NORM_OK, "Cœur"},
         {"\xFF"
          "abc",
@@ -171,7 +188,12 @@ static void fold_cases(void **state)
         {"  a -- b  ", NORM_OK, "a b"},
         {"", NORM_EMPTY, ""},
         {"---", NORM_EMPTY, ""},
-        {"Δelta", NORM_OK, "Δelta"}, /* outside Latin: kept */
+        {"Δelta", NORM_OK, "Δelta"},           /* outside Latin: kept */
+        {"Le\xCC\x81gere", NORM_OK, "legere"}, /* decomposed é */
+        {"Le\xCC\x81gere Nfd", NORM_OK, "legere nfd"},
+        {"q\xCC\x81", NORM_OK, "q"},         /* a mark with no precomposed letter */
+        {"a\xCC\x81\xCC\xA3", NORM_OK, "a"}, /* two marks */
+        {"\xCC\x81", NORM_EMPTY, ""},        /* a mark alone */
     };
     static const struct norm_case alnum[] = {
         {"N° licence", NORM_OK, "nlicence"},
@@ -180,11 +202,91 @@ static void fold_cases(void **state)
         {"E-mail", NORM_OK, "email"},
         {"Code Postal", NORM_OK, "codepostal"},
         {"Galop Poney d'Or", NORM_OK, "galopponeydor"},
+        {"Franc\xCC\xA7ois", NORM_OK, "francois"},
         {"...", NORM_EMPTY, ""},
     };
 
     RUN_TABLE(fold_words, words);
     RUN_TABLE(fold_alnum, alnum);
+}
+
+/* The identity key of a person folds names with alnum_only: decomposed
+ * text (as macOS exports write it) and precomposed text must give one key. */
+static void fold_decomposed_matches_composed(void **state)
+{
+    static const struct {
+        const char *decomposed;
+        const char *composed;
+    } pairs[] = {
+        {"Le\xCC\x81gere", "Légere"},
+        {"He\xCC\x81le\xCC\x80ne", "Hélène"},
+        {"Franc\xCC\xA7ois", "François"},
+        {"Noe\xCC\x88l", "Noël"},
+        {"Jose\xCC\x81 Nun\xCC\x83"
+         "ez",
+         "José Nuñez"},
+        {"Je\xCC\x82me", "Jême"},
+        {"E\xCC\x81LODIE", "ÉLODIE"},
+    };
+    char decomposed[64];
+    char composed[64];
+
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        for (int alnum = 0; alnum <= 1; alnum++) {
+            assert_int_equal(norm_fold(pairs[i].decomposed, decomposed, sizeof(decomposed), alnum),
+                             NORM_OK);
+            assert_int_equal(norm_fold(pairs[i].composed, composed, sizeof(composed), alnum),
+                             NORM_OK);
+            assert_string_equal(decomposed, composed);
+        }
+    }
+}
+
+/* Every base letter with each of the six combining marks the composition
+ * table covers: the letters of Latin-1 Supplement and Latin Extended-A are
+ * composed, every other pair is left decomposed. All composed letters here
+ * are two bytes in UTF-8. Each pair follows an "o" so that "x" with a mark
+ * does not fold to the placeholder "x". */
+static void text_composes_marks(void **state)
+{
+    static const struct {
+        const char *mark; /* UTF-8 of the combining mark */
+        const char *bases;
+        const char *capitals; /* composed capital for each base, in order */
+        const char *lowers;   /* composed lower-case letter for each base */
+    } marks[] = {
+        {"\xCC\x80", "AEIOU", "ÀÈÌÒÙ", "àèìòù"},
+        {"\xCC\x81", "ACEILNORSUYZ", "ÁĆÉÍĹŃÓŔŚÚÝŹ", "áćéíĺńóŕśúýź"},
+        {"\xCC\x82", "ACEGHIJOSUWY", "ÂĈÊĜĤÎĴÔŜÛŴŶ", "âĉêĝĥîĵôŝûŵŷ"},
+        {"\xCC\x83", "AINOU", "ÃĨÑÕŨ", "ãĩñõũ"},
+        {"\xCC\x88", "AEIOUY", "ÄËÏÖÜŸ", "äëïöüÿ"},
+        {"\xCC\xA7", "CGKLNRST", "ÇĢĶĻŅŖŞŢ", "çģķļņŗşţ"},
+    };
+
+    for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
+        for (char letter = 'A'; letter <= 'Z'; letter++) {
+            for (int lower = 0; lower <= 1; lower++) {
+                char base = lower ? (char)(letter + 32) : letter;
+                const char *hit = strchr(marks[m].bases, letter);
+                const char *composed_list = lower ? marks[m].lowers : marks[m].capitals;
+                char in[8];
+                char expected[8];
+                char out[16];
+
+                snprintf(in, sizeof(in), "o%c%s", base, marks[m].mark);
+                if (hit)
+                    snprintf(expected, sizeof(expected), "o%.2s",
+                             composed_list + 2 * (hit - marks[m].bases));
+                else
+                    snprintf(expected, sizeof(expected), "%s", in);
+                assert_int_equal(norm_text(in, out, sizeof(out)), NORM_OK);
+                if (strcmp(out, expected) != 0)
+                    print_error("norm_text(\"%s\"): expected \"%s\", got \"%s\"\n", in, expected,
+                                out);
+                assert_string_equal(out, expected);
+            }
+        }
+    }
 }
 
 static void name_cases(void **state)
@@ -223,10 +325,53 @@ static void name_cases(void **state)
         {"marie\xC2\xA0"
          "claire",
          NORM_OK, "Marie Claire"},
+        /* decomposed accents are composed, then cased */
+        {"Le\xCC\x81gere", NORM_OK, "Légere"},
+        {"LE\xCC\x81GERE", NORM_OK, "Légere"},
+        {"he\xCC\x81le\xCC\x80ne", NORM_OK, "Hélène"},
+        {"FRANC\xCC\xA7OIS", NORM_OK, "François"},
+        {"e\xCC\x82me", NORM_OK, "Ême"},
+        /* Dutch elided articles typed in lower case */
+        {"'t Hooft", NORM_OK, "'t Hooft"},
+        {"'t HOOFT", NORM_OK, "'t Hooft"},
+        {"\xE2\x80\x99s jacob", NORM_OK, "\xE2\x80\x99s Jacob"},
+        {"\xE2\x80\x98t hooft", NORM_OK, "\xE2\x80\x98t Hooft"},
+        {"van 't hof", NORM_OK, "Van 't Hof"},
+        {"'T HOOFT", NORM_OK, "'T Hooft"},
+        {"'t", NORM_OK, "'T"},
+        {"'th Hooft", NORM_OK, "'Th Hooft"},
+        /* real names that other fields treat as placeholders */
+        {"Sans", NORM_OK, "Sans"},
+        {"SANS", NORM_OK, "Sans"},
+        {"X", NORM_OK, "X"},
+        {"x", NORM_OK, "X"},
+        {"Nil", NORM_OK, "Nil"},
+        {"NA", NORM_OK, "Na"},
+        {"Vide", NORM_OK, "Vide"},
+        {"Nd", NORM_OK, "Nd"},
+        {"Null", NORM_OK, "Null"},
+        {"N A", NORM_OK, "N A"},
+        {"NC", NORM_OK, "Nc"},
+        /* placeholders for names */
         {".", NORM_EMPTY, ""},
         {"", NORM_EMPTY, ""},
         {"?", NORM_EMPTY, ""},
+        {"-", NORM_EMPTY, ""},
+        {"***", NORM_EMPTY, ""},
+        {"\xE2\x80\x94", NORM_EMPTY, ""}, /* em dash */
         {"inconnu", NORM_EMPTY, ""},
+        {"INCONNUE", NORM_EMPTY, ""},
+        {"néant", NORM_EMPTY, ""},
+        {"NEANT", NORM_EMPTY, ""},
+        {"non renseigné", NORM_EMPTY, ""},
+        {"Non renseignée", NORM_EMPTY, ""},
+        {"non renseigné(e)", NORM_EMPTY, ""},
+        {"à compléter", NORM_EMPTY, ""},
+        {"N/A", NORM_EMPTY, ""},
+        {"n/a", NORM_EMPTY, ""},
+        {"undefined", NORM_EMPTY, ""},
+        {"Unknown", NORM_EMPTY, ""},
+        {"Inconnu Inconnu", NORM_OK, "Inconnu Inconnu"},
     };
 
     RUN_TABLE(norm_name, cases);
@@ -429,6 +574,17 @@ static void licence_cases(void **state)
         {"1234567a", NORM_OK, "1234567A"},
         {" 1234 567 A ", NORM_OK, "1234567A"},
         {"0339731Z", NORM_OK, "0339731Z"},
+        {"N° 1234567A", NORM_OK, "1234567A"},
+        {"n°1234567a", NORM_OK, "1234567A"},
+        {"Nº 1234567A", NORM_OK, "1234567A"}, /* masculine ordinal in place of ° */
+        {"N° : 1234567A", NORM_OK, "1234567A"},
+        {"1234567-A", NORM_OK, "1234567A"},
+        {"1234567 - a", NORM_OK, "1234567A"},
+        {"1234567 A", NORM_OK, "1234567A"},
+        {"Licence 1234567A", NORM_OK, "1234567A"},
+        {"LICENCE : 1234567A", NORM_OK, "1234567A"},
+        {"Licence n° 1234567-A", NORM_OK, "1234567A"},
+        {"license 1234567A", NORM_OK, "1234567A"},
         {"", NORM_EMPTY, ""},
         {"?", NORM_EMPTY, ""},
         {"1234567", NORM_INVALID, "1234567"},
@@ -438,6 +594,17 @@ static void licence_cases(void **state)
         {"1234567-", NORM_INVALID, "1234567-"},
         {"123456AB", NORM_INVALID, "123456AB"},
         {"1234567É", NORM_INVALID, "1234567É"},
+        {"N°", NORM_INVALID, "N°"},
+        {"Licence", NORM_INVALID, "Licence"},
+        {"N° 1234567", NORM_INVALID, "N° 1234567"},
+        {"1234-567A", NORM_INVALID, "1234-567A"},
+        {"1234567--A", NORM_INVALID, "1234567--A"},
+        {"1234567A-", NORM_INVALID, "1234567A-"},
+        {"-1234567A", NORM_INVALID, "-1234567A"},
+        {"N° 12345678A", NORM_INVALID, "N° 12345678A"},
+        {"n 1234567A", NORM_INVALID, "n 1234567A"},
+        {"1234567A licence", NORM_INVALID, "1234567A licence"},
+        {"Licence en cours", NORM_INVALID, "Licence en cours"},
     };
 
     RUN_TABLE(norm_licence, cases);
@@ -645,6 +812,8 @@ int main(void)
         cmocka_unit_test(text_truncates_at_character),
         cmocka_unit_test(text_long_input),
         cmocka_unit_test(fold_cases),
+        cmocka_unit_test(fold_decomposed_matches_composed),
+        cmocka_unit_test(text_composes_marks),
         cmocka_unit_test(name_cases),
         cmocka_unit_test(phone_cases),
         cmocka_unit_test(postcode_cases),
