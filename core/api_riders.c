@@ -343,8 +343,24 @@ static const char *normalize_core(struct app *app, const char *key, const char *
         return strcmp(value, today) > 0 ? "La date de naissance ne peut pas être dans le futur."
                                         : NULL;
     }
-    if (strcmp(key, "last_name") == 0 || strcmp(key, "first_name") == 0 ||
-        strcmp(key, "address") == 0 || strcmp(key, "address2") == 0 ||
+    if (strcmp(key, "last_name") == 0 || strcmp(key, "first_name") == 0) {
+        /* A name staff type is taken as typed, trimmed: short names such as
+         * "Nil" or "X" are real, so only a value without any letter or
+         * digit counts as empty (norm_name's rule, without its change of
+         * case, which would undo a deliberate "McDonald"). */
+        char display[512];
+
+        if (norm_name(value, display, sizeof(display)) == NORM_EMPTY) {
+            out[0] = '\0';
+            return NULL;
+        }
+        /* norm_text keeps the case but its broader list of placeholders
+         * would erase such a name: fall back to the display form then. */
+        if (norm_text(value, out, size) == NORM_EMPTY)
+            snprintf(out, size, "%s", display);
+        return NULL;
+    }
+    if (strcmp(key, "address") == 0 || strcmp(key, "address2") == 0 ||
         strcmp(key, "city") == 0) {
         st = norm_text(value, out, size);
         if (st == NORM_EMPTY)
