@@ -4,7 +4,7 @@
  *
  * A run executes in libuv's thread pool with its own SQLite connection and
  * its own Lua state built from the script version current at upload time,
- * so the loop keeps answering while a large file is imported. One run at a
+ * so the loop keeps serving requests while a large file is imported. One run at a
  * time: another upload meanwhile is answered 409.
  */
 #include "api.h"
@@ -412,7 +412,7 @@ static void handle_rejected(struct http_request *req, void *ctx)
 }
 
 /* An undo runs in the thread pool with its own connection: undoing a large
- * import rewrites many rows, and the loop must keep answering meanwhile. */
+ * import rewrites many rows, and the loop must keep serving requests meanwhile. */
 struct undo_work {
     uv_work_t work;
     struct app *app;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Picks the directory that holds web/, scripts/ and plugins/: $LICOL_HOME,
+/* Picks the directory that contains web/, scripts/ and plugins/: $LICOL_HOME,
  * else the current directory when it has them, else the source tree the
  * binary was built from. */
 void cli_base_dir(char *out, size_t size)

@@ -66,7 +66,7 @@ struct http_conn {
     int keep_alive;
     int dispatching;          /* inside dispatch(): a response now is synchronous */
     int finished_in_dispatch; /* the handler responded before returning */
-    int error_status; /* status to answer when a callback aborts the parse */
+    int error_status; /* status to respond with when a callback aborts the parse */
     size_t header_bytes;
     struct buf url;
     struct buf field;
@@ -736,7 +736,7 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     }
     if (status != 0) {
-        /* Answer after the body is read (and discarded) to keep the
+        /* Respond after the body is read (and discarded) to keep the
          * connection usable; the body limit still applies. */
         conn->handler = NULL;
         req->status = status;
@@ -761,7 +761,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         return -1;
     }
     if (!conn->handler)
-        return 0; /* the request is answered with an error: drop the body */
+        return 0; /* the response is an error: drop the body */
     if (conn->upload_fd >= 0) {
         /* NOTE: a blocking write on the loop thread; the page cache absorbs
          * it, but a very slow disk would stall other connections. */
@@ -819,7 +819,7 @@ static void on_handle_closed(uv_handle_t *handle)
         if (conn->req->responded || conn->phase != PHASE_HANDLING) {
             request_free(conn->req);
         } else {
-            /* A handler still holds the request; it will be freed when the
+            /* A handler still owns the request; it will be freed when the
              * handler responds (http_respond sees conn == NULL). */
             conn->req->conn = NULL;
         }

@@ -716,9 +716,9 @@ static char *licence_json(const char *number, const char *type, const char *cate
     return text;
 }
 
-/* Inserts or updates the licence of the row's season: the file's values
- * win for that season (licence fields always take the newest value), except
- * with fill_only, for a second line of the same person in one file, which
+/* Inserts or updates the licence of the row's season. The file's values
+ * win for that season, because licence fields always take the newest value.
+ * With fill_only (a second line of the same person in one file), the row
  * only completes what the first line left empty.
  * Returns 1 when something changed, 0 when not, -1 on error. */
 static int upsert_licence(struct job *job, int64_t id, const struct licence_in *in,

@@ -29,7 +29,7 @@ static void handle_healthz(struct http_request *req, void *ctx)
 
     if (stmt)
         sqlite3_reset(stmt);
-    /* Read-only on purpose: the health check must answer while an import
+    /* Read-only on purpose: the health check must respond while an import
      * holds the database's write lock. */
     stmt = db_stmt(app->db, "SELECT COALESCE(MAX(number), 0) FROM schema_migration"
                             " WHERE scope = 'core'");
