@@ -120,6 +120,21 @@ function setAsideList(run) {
     h('ul', { class: 'issues' }, rows.map((row) => h('li', {}, h('strong', {}, `Ligne ${row.row} : `), row.reason))));
 }
 
+// Values the import kept aside or could not understand (invalid e-mail,
+// licence number, date...), and riders listed twice: nothing was lost, but
+// staff should look. The server sends the first 200.
+function warningsList(run) {
+  const rows = run.warnings || [];
+  if (!rows.length) return null;
+  const total = (run.counts || {}).warnings || rows.length;
+  return h('section', { class: 'report-section' },
+    h('h3', {}, `Avertissements (${total})`),
+    total > rows.length ? h('p', { class: 'muted' }, `Les ${rows.length} premiers sont affichés.`) : null,
+    h('ul', { class: 'issues' }, rows.map((row) => h('li', {},
+      h('strong', {}, `Ligne ${row.row} : `),
+      row.person_id && !run.dry_run ? [h('a', { href: `/cavaliers/${row.person_id}` }, row.reason)] : row.reason))));
+}
+
 // The report of a run: options, state, counts, samples and downloads.
 function runReport(run) {
   const fraction = progressFraction(run);
@@ -151,7 +166,8 @@ function runReport(run) {
       ? h('p', {}, h('a', { href: apiUrl(`/imports/${run.id}/rejected.csv`), download: `rejets-import-${run.id}.csv`, class: 'button button--secondary' }, `Télécharger les lignes rejetées (${run.counts.rejected})`))
       : null,
     sampleChangesTable(run),
-    setAsideList(run));
+    setAsideList(run),
+    warningsList(run));
 }
 
 // One change made since an import, which prevents undoing it:
