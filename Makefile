@@ -45,7 +45,7 @@ test-asan: deps-test
 FUZZ_SECONDS ?= 30
 fuzz: deps-test
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLICOL_FUZZ=ON
-	cmake --build build-fuzz -j$(JOBS)
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_all
 	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: deps-bench build
