@@ -26,7 +26,8 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-run: deps-run build
+run: deps-run $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS) --target licol
 	@mkdir -p var
 	./$(BUILD)/licol serve
 

@@ -480,6 +480,21 @@ void http_respond(struct http_request *req, int status, const char *content_type
     request_finish(req);
 }
 
+/* Returns 1 when a handler already set the response header name. */
+static int has_response_header(const struct http_request *req, const char *name)
+{
+    size_t len = strlen(name);
+    const char *p = req->response_headers.data;
+
+    while (p && *p) {
+        if (strncasecmp(p, name, len) == 0 && p[len] == ':')
+            return 1;
+        p = strstr(p, "\r\n");
+        p = p ? p + 2 : NULL;
+    }
+    return 0;
+}
+
 void http_respond_json(struct http_request *req, int status, json_t *json)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
@@ -489,7 +504,8 @@ void http_respond_json(struct http_request *req, int status, json_t *json)
         http_respond_error(req, 500, "internal", "Erreur interne du serveur.");
         return;
     }
-    http_set_header(req, "Cache-Control", "no-store");
+    if (!has_response_header(req, "Cache-Control"))
+        http_set_header(req, "Cache-Control", "no-store");
     http_respond(req, status, "application/json; charset=utf-8", text, strlen(text));
     free(text);
 }
@@ -501,7 +517,8 @@ void http_respond_error(struct http_request *req, int status, const char *code,
     char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
 
     json_decref(body);
-    http_set_header(req, "Cache-Control", "no-store");
+    if (!has_response_header(req, "Cache-Control"))
+        http_set_header(req, "Cache-Control", "no-store");
     http_respond(req, status, "application/json; charset=utf-8", text ? text : "{}",
                  text ? strlen(text) : 2);
     free(text);
