@@ -296,10 +296,7 @@ struct reset_work {
 
 static void reset_work_free(struct reset_work *w)
 {
-    if (w->password != NULL) {
-        sodium_memzero(w->password, strlen(w->password));
-        free(w->password);
-    }
+    password_free(w->password);
     sodium_memzero(w, sizeof(*w));
     free(w);
 }

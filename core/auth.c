@@ -816,14 +816,8 @@ struct password_work {
 
 static void password_work_free(struct password_work *w)
 {
-    if (w->password != NULL) {
-        sodium_memzero(w->password, strlen(w->password));
-        free(w->password);
-    }
-    if (w->new_password != NULL) {
-        sodium_memzero(w->new_password, strlen(w->new_password));
-        free(w->new_password);
-    }
+    password_free(w->password);
+    password_free(w->new_password);
     sodium_memzero(w, sizeof(*w));
     free(w);
 }

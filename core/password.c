@@ -1,6 +1,7 @@
 #include "password.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 int password_hash(const char *password, char out[PASSWORD_HASH_SIZE])
@@ -39,4 +40,12 @@ const char *password_check_strength(const char *password)
     if (length > PASSWORD_MAX_LENGTH)
         return "Le mot de passe ne doit pas dépasser 256 caractères.";
     return NULL;
+}
+
+void password_free(char *password)
+{
+    if (!password)
+        return;
+    sodium_memzero(password, strlen(password));
+    free(password);
 }

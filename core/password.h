@@ -21,6 +21,10 @@ int password_verify(const char *password, const char *hash);
  * look-alike letters (no 0/O, 1/l/I) into out (>= 17 bytes). */
 void password_generate(char *out, size_t size);
 
+/* Overwrites a password string held in memory with zeros, then frees it.
+ * NULL is accepted. */
+void password_free(char *password);
+
 /* Returns NULL when password is acceptable, else a French message
  * (static string) saying what to change. */
 const char *password_check_strength(const char *password);
