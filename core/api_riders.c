@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "token.h"
 #include "log.h"
 #include "normalize.h"
 #include "person.h"
@@ -498,8 +499,11 @@ done:
 }
 
 /* Checks the uniqueness rules that depend on other people: licence number
- * and the one-login-per-address rule. Returns 0, or responds 409. */
-static int check_conflicts(struct app *app, struct http_request *req, int64_t id,
+ * and the one-login-per-address rule. A person editing their own record may
+ * not move their login onto an address that any other record uses: that
+ * would take the login of a family whose members have no password yet.
+ * Returns 0, or responds 409. */
+static int check_conflicts(struct app *app, struct http_request *req, int64_t id, int is_self,
                            const struct change_set *set)
 {
     sqlite3_stmt *stmt;
@@ -517,7 +521,7 @@ static int check_conflicts(struct app *app, struct http_request *req, int64_t id
              * one is refused: one login per e-mail address. */
             stmt = db_stmt(app->db, "SELECT 1 FROM person o JOIN person p ON p.id = ?2"
                                     " WHERE p.password_hash IS NOT NULL AND o.email = ?1"
-                                    " AND o.id <> ?2 AND o.password_hash IS NOT NULL");
+                                    " AND o.id <> ?2 AND (o.password_hash IS NOT NULL OR ?3)");
         } else {
             continue;
         }
@@ -525,13 +529,17 @@ static int check_conflicts(struct app *app, struct http_request *req, int64_t id
             continue;
         sqlite3_bind_text(stmt, 1, c->new_value, -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, id);
+        if (strcmp(c->key, "email") == 0)
+            sqlite3_bind_int(stmt, 3, is_self);
         taken = sqlite3_step(stmt) == SQLITE_ROW;
         sqlite3_reset(stmt);
         if (taken) {
             const char *message =
-                strcmp(c->key, "email") == 0
-                    ? "Une autre personne a déjà un compte avec cette adresse e-mail."
-                    : "Ce numéro de licence est déjà attribué à une autre personne.";
+                strcmp(c->key, "licence_number") == 0
+                    ? "Ce numéro de licence est déjà attribué à une autre personne."
+                : is_self ? "Cette adresse e-mail est déjà celle d'une autre fiche : demandez au "
+                            "club de la modifier pour vous."
+                          : "Une autre personne a déjà un compte avec cette adresse e-mail.";
             http_respond_json(req, 409,
                               json_pack("{s:{s:s,s:s,s:{s:s}}}", "error", "code", "conflict",
                                         "message", message, "fields", c->key, message));
@@ -806,7 +814,7 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
     int64_t id = 0;
 
     if (collect_changes(app, req, user, fields, current, 1, &set) != 0 ||
-        check_conflicts(app, req, 0, &set) != 0)
+        check_conflicts(app, req, 0, 0, &set) != 0)
         goto done;
 
     db_now(now, sizeof(now));
@@ -898,7 +906,7 @@ static void handle_update(struct http_request *req, void *ctx)
         goto done;
     }
     if (collect_changes(app, req, user, body, current, 0, &set) != 0 ||
-        check_conflicts(app, req, id, &set) != 0)
+        check_conflicts(app, req, id, user->person_id == id, &set) != 0)
         goto done;
     if (set.count > 0) {
         if (db_begin(app->db) != SQLITE_OK) {
@@ -912,6 +920,14 @@ static void handle_update(struct http_request *req, void *ctx)
         }
         api_data_changed();
         log_info("api", "%s: person %lld: %zu fields updated", req->id, (long long)id, set.count);
+        for (size_t i = 0; i < set.count; i++) {
+            /* A password link mailed to the old address must not work
+             * once the address is corrected. */
+            if (strcmp(set.items[i].key, "email") == 0) {
+                token_void_person(app->db, id);
+                break;
+            }
+        }
         hooks = run_person_hook(app, SCRIPT_HOOK_PERSON_UPDATED, id, &set);
     }
     rider = rider_json(app, user, id);

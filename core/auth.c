@@ -274,22 +274,54 @@ static time_t parse_iso(const char *text)
 
 /* ---- permissions ---------------------------------------------------------- */
 
-static int is_family(struct app *app, int64_t a, int64_t b)
+/* Returns 1 when subject may reach target as family: the subject is the
+ * related person of a family link of the target (target = child, subject
+ * = parent, guardian or other relative listed on the child's sheet).
+ * The link is directional on purpose: a child's account never reaches its
+ * parent's record, so a person who declares someone as a minor's guardian
+ * (online registration) gains no access to that someone's record. */
+static int is_family(struct app *app, int64_t subject, int64_t target)
 {
     sqlite3_stmt *stmt;
     int found = 0;
 
-    if (a == 0 || b == 0 || a == b)
+    if (subject == 0 || target == 0 || subject == target)
         return 0;
-    stmt = db_stmt(app->db, "SELECT 1 FROM family_link WHERE (person_id = ?1 AND related_id = ?2)"
-                            " OR (person_id = ?2 AND related_id = ?1) LIMIT 1");
+    stmt = db_stmt(app->db, "SELECT 1 FROM family_link WHERE person_id = ?2 AND related_id = ?1"
+                            " LIMIT 1");
     if (stmt == NULL)
         return 0;
-    sqlite3_bind_int64(stmt, 1, a);
-    sqlite3_bind_int64(stmt, 2, b);
+    sqlite3_bind_int64(stmt, 1, subject);
+    sqlite3_bind_int64(stmt, 2, target);
     found = sqlite3_step(stmt) == SQLITE_ROW;
     sqlite3_reset(stmt);
     return found;
+}
+
+/* Returns 1 when person_id holds the manager (gérant) role. */
+static int is_manager(struct app *app, int64_t person_id)
+{
+    sqlite3_stmt *stmt;
+    int found;
+
+    if (person_id == 0)
+        return 0;
+    stmt = db_stmt(app->db, "SELECT 1 FROM person_role WHERE person_id = ?1 AND role = 'gerant'");
+    if (stmt == NULL)
+        return 1; /* unknown: treat the target as protected */
+    sqlite3_bind_int64(stmt, 1, person_id);
+    found = sqlite3_step(stmt) == SQLITE_ROW;
+    sqlite3_reset(stmt);
+    return found;
+}
+
+/* Actions that change a person's record, its roles, its family or its
+ * login: on a manager's record, only a manager may perform them. */
+static int changes_record(const char *action)
+{
+    return !strcmp(action, "rider.update") || !strcmp(action, "rider.delete") ||
+           !strcmp(action, "rider.roles.update") || !strcmp(action, "family.update") ||
+           !strcmp(action, "mail.send");
 }
 
 int auth_allowed_role(struct app *app, const struct auth_user *user, const char *action,
@@ -304,6 +336,13 @@ int auth_allowed_role(struct app *app, const struct auth_user *user, const char 
     target.is_self = user->person_id != 0 && target_person_id == user->person_id;
     target.is_family = is_family(app, user->person_id, target_person_id);
     target.role = role;
+
+    /* Enforced in C whatever roles.lua says: otherwise an employee could
+     * change a manager's e-mail address, ask for a password reset and log
+     * in as the manager. */
+    if (target_person_id != 0 && !target.is_self && changes_record(action) &&
+        !(user->roles & AUTH_ROLE_GERANT) && is_manager(app, target_person_id))
+        return 0;
 
     if (app->scripts == NULL) {
         /* `licol serve` never runs without scripts (app_subsystems_start

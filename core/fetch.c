@@ -729,16 +729,18 @@ static void load_validators(struct fetch *f, struct fetch_job *job)
     sqlite3_reset(stmt);
 }
 
-/* Returns 1 when a file with this SHA-256 was already applied: a real
- * import that ended (undone included, so that an import staff cancelled is
- * not brought back), or a fetch that imported it. */
+/* Returns 1 when a file with this SHA-256 is the one the last real import
+ * applied (undone included, so that an import staff cancelled is not
+ * brought back). */
 static int content_already_applied(struct fetch *f, const char *sha256)
 {
+    /* Only the last real import counts: a file identical to it changes
+     * nothing, but an older file published again after another one (A, B,
+     * then A) must be applied again, or B's data would stay. An undone
+     * last import is not applied again automatically. */
     sqlite3_stmt *stmt = db_stmt(f->app->db,
-                                 "SELECT EXISTS (SELECT 1 FROM import_run WHERE sha256 = ?1"
-                                 "   AND dry_run = 0 AND state IN ('done', 'undone'))"
-                                 " OR EXISTS (SELECT 1 FROM fetch_run WHERE sha256 = ?1"
-                                 "   AND outcome = 'imported')");
+                                 "SELECT sha256 = ?1 FROM import_run WHERE dry_run = 0"
+                                 " AND state IN ('done', 'undone') ORDER BY id DESC LIMIT 1");
     int found = 0;
 
     if (!stmt)

@@ -48,6 +48,10 @@ static const struct {
 
 static const char *const sex_choices[] = {"F", "M", NULL};
 
+/* Fields that only staff may edit: they come from the federation, and a
+ * client changing them would change what the club believes of the rider. */
+static const char *const staff_only[] = {"gerant", "employe", NULL};
+
 int fields_type_from_name(const char *name)
 {
     for (int i = 0; i < FIELD_TYPE_COUNT; i++) {
@@ -184,6 +188,8 @@ struct fields_catalogue *fields_catalogue_new(void)
         def.validate_slot = -1;
         if (def.type == FIELD_CHOICE)
             def.choices = copy_list(sex_choices);
+        if (!strcmp(core_fields[i].key, "licence_number") || !strcmp(core_fields[i].key, "galop"))
+            def.edit = copy_list(staff_only);
         if (def.key == NULL || def.label == NULL || def.aliases == NULL ||
             fields_catalogue_add(cat, &def, &err) != 0) {
             fields_def_clear(&def);
