@@ -458,6 +458,10 @@ void http_respond(struct http_request *req, int status, const char *content_type
         buf_printf(&out, "Content-Type: %s\r\n", content_type);
     buf_printf(&out, "X-Request-Id: %s\r\n", req->id);
     buf_appendz(&out, "X-Content-Type-Options: nosniff\r\n");
+    /* No page of Licol is meant to be framed by another site (clickjacking),
+     * and links in mails carry tokens that no referrer should repeat. */
+    buf_appendz(&out, "X-Frame-Options: DENY\r\n");
+    buf_appendz(&out, "Referrer-Policy: no-referrer\r\n");
     buf_appendz(&out, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     if (req->response_headers.len)
         buf_append(&out, req->response_headers.data, req->response_headers.len);

@@ -36,6 +36,9 @@ class HttpCoreTest(unittest.TestCase):
         self.assertEqual(data["status"], "ok")
         self.assertIn("x-request-id", headers)
         self.assertTrue(headers["content-type"].startswith("application/json"))
+        self.assertEqual(headers["x-frame-options"], "DENY")
+        self.assertEqual(headers["referrer-policy"], "no-referrer")
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
 
     def test_first_start_prints_manager_password(self):
         self.assertIsNotNone(self.server.admin_password)
