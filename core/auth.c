@@ -298,7 +298,7 @@ static int is_family(struct app *app, int64_t subject, int64_t target)
     return found;
 }
 
-/* Returns 1 when person_id holds the manager (gérant) role. */
+/* Returns 1 when person_id has the manager (gérant) role. */
 static int is_manager(struct app *app, int64_t person_id)
 {
     sqlite3_stmt *stmt;
@@ -337,7 +337,7 @@ int auth_allowed_role(struct app *app, const struct auth_user *user, const char 
     target.is_family = is_family(app, user->person_id, target_person_id);
     target.role = role;
 
-    /* Enforced in C whatever roles.lua says: otherwise an employee could
+    /* Enforced in C whatever roles.lua returns: otherwise an employee could
      * change a manager's e-mail address, ask for a password reset and log
      * in as the manager. */
     if (target_person_id != 0 && !target.is_self && changes_record(action) &&

@@ -35,8 +35,8 @@ typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
 /* Called when the headers are known, before the body is read, to pick the
  * handler. Sets *handler and *ctx, and *upload to 1 when the body must be
  * spooled to a file under the upload directory instead of memory. Returns 0,
- * or an HTTP status: 404 or 405 is answered after the body is read and
- * discarded (the connection stays usable); 401 or 403 is answered at once
+ * or an HTTP status: the response to 404 or 405 is sent after the body is read and
+ * discarded (the connection stays usable); 401 or 403 is sent at once
  * and the connection closed, without reading the body. */
 typedef int (*http_route_fn)(struct http_request *req, void *router, http_handler_fn *handler,
                              void **ctx, int *upload);
@@ -47,9 +47,9 @@ struct http_limits {
     size_t max_body;            /* bodies kept in memory; over it: 413 */
     size_t max_upload;          /* bodies spooled to disk; over it: 413 */
     unsigned header_timeout_ms; /* first byte to end of headers; then 408 and close */
-    unsigned body_timeout_ms;   /* longest pause between two body reads */
+    unsigned body_timeout_ms;   /* maximum pause between two body reads */
     unsigned idle_timeout_ms;   /* keep-alive connection with no request */
-    unsigned max_connections;   /* more are answered 503 and closed */
+    unsigned max_connections;   /* further connections get 503 and are closed */
 };
 
 void http_limits_default(struct http_limits *limits);
