@@ -155,9 +155,19 @@ static void handle_outbox_retry(struct http_request *req, void *ctx)
     if (id == 0)
         return;
     if (outbox_retry(app->db, id) != 0) {
-        http_respond_error(req, 409, "not_failed",
-                           "Ce mail n'est pas en échec : seul un mail en échec peut être "
-                           "renvoyé.");
+        sqlite3_stmt *stmt = db_stmt(app->db, "SELECT 1 FROM outbox WHERE id = ?1");
+        int exists = 0;
+        if (stmt != NULL) {
+            sqlite3_bind_int64(stmt, 1, id);
+            exists = sqlite3_step(stmt) == SQLITE_ROW;
+            sqlite3_reset(stmt);
+        }
+        if (!exists)
+            http_respond_error(req, 404, "not_found", "Ce mail n'existe pas.");
+        else
+            http_respond_error(req, 409, "not_failed",
+                               "Ce mail n'est pas en échec : seul un mail en échec peut être "
+                               "renvoyé.");
         return;
     }
     snprintf(id_text, sizeof(id_text), "%lld", (long long)id);

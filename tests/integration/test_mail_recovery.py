@@ -385,7 +385,8 @@ class OutboxTest(MailTestCase):
         status, body = self.manager.json("POST", "/api/v1/outbox/%d/retry" % item["id"])
         self.assertIn(status, (200, 409))
         status, body = self.manager.json("POST", "/api/v1/outbox/999/retry")
-        self.assertEqual(status, 409)
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "not_found")
 
 
 class SmtpOutageTest(unittest.TestCase):
