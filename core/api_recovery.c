@@ -1,6 +1,6 @@
 /*
  * Password routes: staff send recovery mails (after an import, to a
- * selection, to one person); anyone asks for a link ("mot de passe
+ * selection, to one person); anyone requests a link ("mot de passe
  * oublié"); the link's page checks its token and sets the password.
  */
 #include <sodium.h>
@@ -131,21 +131,6 @@ done:
 
 /* ---- public: POST /api/v1/password/forgot ---------------------------------- */
 
-static int count_requests(struct db *db, const char *sql, const char *value, long since)
-{
-    sqlite3_stmt *stmt = db_stmt(db, sql);
-    int count = 0;
-
-    if (stmt == NULL)
-        return 0;
-    sqlite3_bind_text(stmt, 1, value, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 2, since);
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-        count = sqlite3_column_int(stmt, 0);
-    sqlite3_reset(stmt);
-    return count;
-}
-
 static void handle_forgot(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
@@ -170,9 +155,9 @@ static void handle_forgot(struct http_request *req, void *ctx)
                                               "Cette adresse e-mail n'est pas valide."));
         goto done;
     }
-    if (count_requests(app->db, "SELECT count(*) FROM mail_request WHERE email = ?1 AND at > ?2",
+    if (db_count(app->db, "SELECT count(*) FROM mail_request WHERE email = ?1 AND at > ?2",
                        email, since) >= FORGOT_MAX_PER_EMAIL ||
-        count_requests(app->db, "SELECT count(*) FROM mail_request WHERE ip = ?1 AND at > ?2",
+        db_count(app->db, "SELECT count(*) FROM mail_request WHERE ip = ?1 AND at > ?2",
                        req->remote_addr, since) >= FORGOT_MAX_PER_IP) {
         log_warn("recovery", "%s: forgot-password rate limit reached from %s", req->id,
                  req->remote_addr);
@@ -197,7 +182,7 @@ static void handle_forgot(struct http_request *req, void *ctx)
     }
 
     /* NOTE: a known address also renders and queues a mail before the
-     * answer, so it takes a few milliseconds longer than an unknown one;
+     * response, so it takes a few milliseconds longer than an unknown one;
      * the body and status are the same. */
     holder = auth_family_account_holder(app->db, email);
     if (holder > 0) {

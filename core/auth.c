@@ -468,9 +468,9 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
         iso_time(now, now_text, sizeof(now_text));
         stmt = db_stmt(app->db, "UPDATE session SET last_seen_at = ?2 WHERE id = ?1");
         if (stmt != NULL) {
-            /* Best effort: while an import holds the write lock, skip the
-             * touch rather than make the request wait out the busy
-             * timeout; the next request a minute later tries again. */
+            /* Best effort: while an import has the write lock, the touch is
+             * skipped so that the request does not wait out the busy
+             * timeout. The next request a minute later tries again. */
             sqlite3_busy_timeout(db_handle(app->db), 0);
             sqlite3_bind_int64(stmt, 1, session_id);
             sqlite3_bind_text(stmt, 2, now_text, -1, SQLITE_STATIC);
@@ -876,21 +876,6 @@ static void verify_work(uv_work_t *work)
         w->ok = -1;
 }
 
-static int count_failures(struct app *app, const char *sql, const char *value, long since)
-{
-    sqlite3_stmt *stmt = db_stmt(app->db, sql);
-    int count = 0;
-
-    if (stmt == NULL)
-        return 0;
-    sqlite3_bind_text(stmt, 1, value, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(stmt, 2, since);
-    if (sqlite3_step(stmt) == SQLITE_ROW)
-        count = sqlite3_column_int(stmt, 0);
-    sqlite3_reset(stmt);
-    return count;
-}
-
 static int create_session(struct app *app, struct http_request *req, int64_t person_id,
                           char token[SECRET_TEXT_SIZE], int64_t *session_id)
 {
@@ -1030,9 +1015,9 @@ static void handle_session_post(struct http_request *req, void *ctx)
     if (norm_email(email_in, email, sizeof(email), second, sizeof(second)) != NORM_OK)
         snprintf(email, sizeof(email), "%s", email_in);
 
-    if (count_failures(app, "SELECT count(*) FROM login_attempt WHERE email = ?1 AND at > ?2",
+    if (db_count(app->db, "SELECT count(*) FROM login_attempt WHERE email = ?1 AND at > ?2",
                        email, since) >= LOGIN_MAX_FAILURES_EMAIL ||
-        count_failures(app, "SELECT count(*) FROM login_attempt WHERE ip = ?1 AND at > ?2",
+        db_count(app->db, "SELECT count(*) FROM login_attempt WHERE ip = ?1 AND at > ?2",
                        req->remote_addr, since) >= LOGIN_MAX_FAILURES_IP) {
         log_warn("auth", "%s: login rate limit reached from %s", req->id, req->remote_addr);
         http_set_header(req, "Retry-After", "900");

@@ -146,6 +146,21 @@ int db_rollback(struct db *db)
     return db_exec(db, "ROLLBACK");
 }
 
+int db_count(struct db *db, const char *sql, const char *text, long long number)
+{
+    sqlite3_stmt *stmt = db_stmt(db, sql);
+    int count = 0;
+
+    if (!stmt)
+        return 0;
+    sqlite3_bind_text(stmt, 1, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(stmt, 2, number);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        count = sqlite3_column_int(stmt, 0);
+    sqlite3_reset(stmt);
+    return count;
+}
+
 int db_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *value)
 {
     if (!value || !*value)

@@ -42,6 +42,11 @@ int db_begin(struct db *db);     /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 int db_rollback(struct db *db);
 
+/* Runs sql, a counting query with ?1 bound to text and ?2 to number, and
+ * returns the integer of its first row (0 when the query fails). Used by
+ * the rate limits: "how many attempts for this address since then". */
+int db_count(struct db *db, const char *sql, const char *text, long long number);
+
 /* Binds text, or NULL when value is NULL or empty. */
 int db_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *value);
 
