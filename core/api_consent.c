@@ -296,7 +296,7 @@ done:
 }
 
 /* Sends the reminders that are due and closes the requests whose people
- * all answered. Returns the number of reminders queued, or -1. */
+ * all decided. Returns the number of reminders queued, or -1. */
 static long consent_reminders_run(struct app *app)
 {
     struct outbox_config cfg;
@@ -437,7 +437,7 @@ void consent_service_stop(struct app *app)
 static const char INVALID_LINK[] = "Ce lien n'est plus valable : il a expiré ou il est "
                                    "incomplet. Demandez un nouveau lien au club.";
 
-/* The people a holder answers for: the holder and everyone sharing the
+/* The people a holder responds for: the holder and everyone sharing the
  * address. */
 static json_t *covered_people(struct db *db, int64_t holder)
 {
@@ -906,7 +906,7 @@ static void handle_publish(struct http_request *req, void *ctx)
     char *err = NULL;
 
     if (user == NULL)
-        return; /* req is freed once answered: read nothing more from it */
+        return; /* req is freed once the response is sent: read nothing more from it */
     key = http_param(req, "key");
     body = api_read_object(req);
     if (body == NULL)

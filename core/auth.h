@@ -6,7 +6,7 @@
  * one role). State-changing requests (POST, PUT, PATCH, DELETE) with a
  * session cookie must carry the session's CSRF token in the X-CSRF-Token
  * header. Permissions are decided by scripts/roles.lua through the script
- * engine; the server enforces the answer.
+ * engine; the server enforces the decision.
  */
 #ifndef LICOL_AUTH_H
 #define LICOL_AUTH_H
@@ -35,7 +35,7 @@ struct auth_user {
     int must_change_password;
 };
 
-/* Authenticates req and asks roles.lua whether the user may perform action
+/* Authenticates req and checks with roles.lua whether the user may perform action
  * (one of the actions listed in docs/scripts.md, e.g. "rider.update") on
  * the person target_person_id (0 when the action has no target person).
  * On success returns the user (owned by req, valid until the response).

@@ -58,8 +58,8 @@ json_t *consent_current_documents(struct db *db);
 #define CONSENT_TITLE_MAX 200          /* bytes of a title */
 #define CONSENT_AGENT_MAX 400          /* bytes of a user agent kept in a proof */
 
-/* consent_record with acted_by: the account holder who answered for a
- * family member sharing the address (0 when the person answered). */
+/* consent_record with acted_by: the account holder who decided for a
+ * family member sharing the address (0 when the person decided). */
 int64_t consent_record_as(struct db *db, const struct consent_proof *proof, int64_t acted_by,
                           char **err);
 

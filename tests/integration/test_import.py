@@ -1,6 +1,8 @@
 """Importing rider files, from the command line and over HTTP, against a
-real SQLite file: first import, re-import with and without "Remplacer les
-données", the Céléris export, preview equal to the real run, undo, a kill
+real SQLite file.
+
+Covered: the first import, a re-import with and without "Remplacer les
+données", the Céléris export, a preview equal to the real run, undo, a kill
 during an import, rejected rows, and every kind of bad input."""
 
 import csv
@@ -108,7 +110,7 @@ class SeasonReimportTest(unittest.TestCase):
         guardians = self.cli.scalar("SELECT COUNT(DISTINCT related_id) FROM family_link")
         self.assertGreater(guardians, 0)
         self.assertEqual(out["created"], self.cli.scalar("SELECT COUNT(*) FROM person"))
-        # Every imported person is a client; nobody is there twice.
+        # Every imported person is a client, and no person is stored twice.
         self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE id NOT IN"
                                          " (SELECT person_id FROM person_role)"), 0)
         self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM (SELECT match_key FROM person"
@@ -126,7 +128,7 @@ class SeasonReimportTest(unittest.TestCase):
 
     def test_reimport_2026_without_replace(self):
         self.cli.json(sample("ffe-2025.csv"))
-        # Staff type an e-mail address for somebody; the file must not erase it.
+        # Staff edit a field of a person; the file must not erase that value.
         person_id, licence = self.cli.query("SELECT id, licence_number FROM person WHERE"
                                             " licence_number = '6327815G'")[0]
         db = sqlite3.connect(self.cli.db)
@@ -536,6 +538,7 @@ class HttpImportTest(unittest.TestCase):
         status, body = self.upload(self.manager, path)
         run = self.wait(self.manager, body["run"]["id"])
         self.assertEqual(run["counts"]["rejected"], 2)
+
         status, headers, csv_bytes = self.manager.call("GET", "/api/v1/imports/%d/rejected.csv" % run["id"])
         self.assertEqual(status, 200)
         self.assertTrue(headers["content-type"].startswith("text/csv"))
@@ -544,19 +547,28 @@ class HttpImportTest(unittest.TestCase):
         rows = list(csv.reader(io.StringIO(text), delimiter=";"))
         self.assertEqual(rows[0][-1], "Motif du rejet")
         self.assertEqual(rows[0][:4], ["Numéro licence", "Nom", "Prénom", "Millésime"])
+
         # No cell starts with a formula character.
         for row in rows[1:]:
             for cell in row:
                 self.assertFalse(cell[:1] in ("=", "+", "-", "@"), cell)
         self.assertEqual(rows[1][0], "'=1+1")
         self.assertIn("colonnes", rows[1][-1])
-        # The file can be fixed and imported again: the apostrophe is removed.
+        self.assertEqual(rows[2][0], "'@SUM(A1)")
+
+        # The file can be fixed and imported again. The apostrophe is removed
+        # on import: the row still rejected comes back protected once, not
+        # twice.
         fixed = os.path.join(self.server.tmp, "corrige.csv")
         with open(fixed, "w", encoding="utf-8-sig") as f:
             f.write(text.replace("'=1+1;Court", "7654329Z;Court;Paul;2026"))
         status, body = self.upload(self.manager, fixed)
         run = self.wait(self.manager, body["run"]["id"])
         self.assertEqual(run["state"], "done", run)
+        self.assertEqual(run["counts"]["rejected"], 1)
+        status, _, csv_bytes = self.manager.call("GET", "/api/v1/imports/%d/rejected.csv" % run["id"])
+        rows = list(csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig")), delimiter=";"))
+        self.assertEqual(rows[1][0], "'@SUM(A1)")
 
     def test_permissions(self):
         client = Session(self.server)
@@ -602,7 +614,7 @@ class ServerBusyTest(unittest.TestCase):
             status, _, body = manager.call("POST", "/api/v1/imports?filename=big.csv", raw_body=data)
             self.assertEqual(status, 202, body)
             run_id = json.loads(body)["run"]["id"]
-            # Meanwhile the server answers, and a second import is refused.
+            # Meanwhile the server keeps responding, and a second import is rejected.
             latencies = []
             saw_running = False
             status2, _, body2 = manager.call("POST", "/api/v1/imports?filename=x.csv", raw_body=data[:2000])
