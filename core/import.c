@@ -141,6 +141,12 @@ struct job {
     size_t nfields;
     char **fields;
 
+    /* Rows run without a savepoint of their own unless row_savepoints is
+     * set. A row that has to be rolled back alone then sets restart, and
+     * the run starts over from the first row with savepoints. */
+    int row_savepoints;
+    int restart;
+
     char *fatal;       /* French reason the run stops */
     int file_rejected; /* the fatal reason is the file, not the database */
     char encoding[16];
@@ -1271,7 +1277,7 @@ static int process_record(struct job *job, int rec)
 
 db_error:
     json_decref(changes);
-    if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT) {
+    if ((sqlite3_errcode(db_handle(job->db)) & 0xff) == SQLITE_CONSTRAINT) {
         log_info("import", "run %lld line %ld: constraint: %s", (long long)job->run_id,
                  job->line_no, sqlite3_errmsg(db_handle(job->db)));
         reject_row(job, strstr(sqlite3_errmsg(db_handle(job->db)), "licence_number")
@@ -1407,6 +1413,18 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         lua_replace(L, -3);
     }
 
+    if (!job->row_savepoints) {
+        rc = process_record(job, lua_gettop(L) - 1);
+        lua_settop(L, top);
+        if (rc == -2) {
+            log_info("import", "run %lld line %ld: the row must be rolled back alone; running "
+                     "the file again with one savepoint per row", (long long)job->run_id,
+                     job->line_no);
+            job->restart = 1;
+            return 1;
+        }
+        return rc == -1 ? 1 : 0;
+    }
     if (run_savepoint(job, "SAVEPOINT import_row") != SQLITE_OK) {
         job_db_fail(job, "début de ligne");
         lua_settop(L, top);
@@ -1556,6 +1574,34 @@ static void job_free(struct job *job)
     free(job->fatal);
 }
 
+/* Forgets what a pass over the file produced, before the file is read
+ * again from the start. The transaction was rolled back by the caller. */
+static void job_reset_pass(struct job *job)
+{
+    if (job->cols_ref != LUA_NOREF)
+        luaL_unref(job->L, LUA_REGISTRYINDEX, job->cols_ref);
+    if (job->row_ref != LUA_NOREF)
+        luaL_unref(job->L, LUA_REGISTRYINDEX, job->row_ref);
+    job->cols_ref = job->row_ref = LUA_NOREF;
+    json_decref(job->header);
+    job->header = NULL;
+    job->header_seen = 0;
+    job->header_count = 0;
+    job->row_len = 0;
+    job->script_errors = 0;
+    memset(&job->counts, 0, sizeof(job->counts));
+    if (job->seen.bits)
+        memset(job->seen.bits, 0, job->seen.words * sizeof(*job->seen.bits));
+    json_array_clear(job->samples);
+    if (job->issues)
+        fclose(job->issues);
+    job->issues = NULL;
+    job->stored_warnings = 0;
+    job->restart = 0;
+    atomic_store(&job->progress->lines_done, 0);
+    atomic_store(&job->progress->rows, 0);
+}
+
 static int mark_running(struct job *job)
 {
     sqlite3_stmt *stmt = db_stmt(job->db, "UPDATE import_run SET state = 'running',"
@@ -1615,10 +1661,20 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
              options->filename);
 
     if (load_policy(&job) == 0) {
-        if (db_begin(db) != SQLITE_OK) {
-            job_db_fail(&job, "début de l'import");
-        } else {
+        for (;;) {
+            if (db_begin(db) != SQLITE_OK) {
+                job_db_fail(&job, "début de l'import");
+                break;
+            }
             read_rc = csvread_file(path, NULL, on_record, &job, &info, &read_err);
+            if (job.restart && !job.fatal) {
+                db_rollback(db);
+                free(read_err);
+                read_err = NULL;
+                job_reset_pass(&job);
+                job.row_savepoints = 1;
+                continue;
+            }
             if (read_rc < 0) {
                 job_fail(&job, 1, read_err);
                 read_err = NULL;
@@ -1634,6 +1690,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
                 job_db_fail(&job, "validation de l'import");
                 db_rollback(db);
             }
+            break;
         }
     }
     free(read_err);

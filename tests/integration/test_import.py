@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -419,6 +420,64 @@ class PluginFieldsTest(unittest.TestCase):
         self.assertEqual(cli.scalar("SELECT value FROM person_field WHERE person_id = ? AND key = 'taille_cm'", jean), "155")
         cli.json("--replace", path)
         self.assertEqual(cli.scalar("SELECT value FROM person_field WHERE person_id = ? AND key = 'taille_cm'", jean), "160")
+
+
+class RowRollbackTest(unittest.TestCase):
+    """Rows run without a savepoint each; a row that the database refuses
+    half-way makes the run start again with one savepoint per row."""
+
+    def test_refused_row_rolled_back_alone(self):
+        cli = CliImport()
+        scripts = os.path.join(cli.tmp, "scripts")
+        shutil.copytree(os.path.join(SOURCE_DIR, "scripts"), scripts)
+        ffe = os.path.join(scripts, "formats", "ffe.lua")
+        with open(ffe, encoding="utf-8") as f:
+            text = f.read()
+        # A club's script that writes a value the person table refuses
+        # (sex must be F or M), for riders of one city only.
+        text = text.replace("  return record\nend\n\nfunction format.selftest",
+                            "  if record.city == \"Nulle-Part\" then record.sex = \"X\" end\n"
+                            "  return record\nend\n\nfunction format.selftest", 1)
+        self.assertIn("Nulle-Part", text)
+        with open(ffe, "w", encoding="utf-8") as f:
+            f.write(text)
+        env = dict(os.environ, LICOL_HOME=SOURCE_DIR, LICOL_SCRIPTS_DIR=scripts)
+
+        def run(lines):
+            path = os.path.join(cli.tmp, "file.csv")
+            with open(path, "wb") as f:
+                f.write("\r\n".join(lines + [""]).encode("cp1252"))
+            result = subprocess.run([LICOL_BIN, "import", "--db", cli.db, "--json", path],
+                                    capture_output=True, env=env, timeout=60)
+            self.assertEqual(result.returncode, 0, result.stderr.decode())
+            return json.loads(result.stdout), result.stderr.decode()
+
+        out, _ = run(["Numéro licence;Nom;Prénom;Millésime",
+                      "1234567A;Dupont;Jean;2026",
+                      "1234568B;Bizarre;Paul;2026"])
+        self.assertEqual(out["created"], 2)
+        paul = cli.scalar("SELECT id FROM person WHERE licence_number = '1234568B'")
+
+        # Paul's row fills his city (one audit entry written) before the
+        # person update fails: both must be undone, and only that row.
+        out, log = run(["Numéro licence;Nom;Prénom;Millésime;Ville",
+                        "1234567A;Dupont;Jean;2026;Lyon",
+                        "1234568B;Bizarre;Paul;2026;Nulle-Part",
+                        "1234569C;Durand;Lise;2026;Lyon"])
+        self.assertIn("one savepoint per row", log)
+        self.assertEqual(out["updated"], 1)
+        self.assertEqual(out["created"], 1)
+        self.assertEqual(out["rejected"], 1)
+        self.assertIsNone(cli.scalar("SELECT city FROM person WHERE id = ?", paul))
+        self.assertIsNone(cli.scalar("SELECT sex FROM person WHERE id = ?", paul))
+        self.assertEqual(cli.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
+                                    " AND action = 'update'", paul), 0)
+        self.assertEqual(cli.scalar("SELECT city FROM person WHERE licence_number = '1234567A'"),
+                         "Lyon")
+        reasons = [m for (m,) in cli.query("SELECT message FROM import_row_issue"
+                                           " WHERE kind = 'rejected'")]
+        self.assertEqual(len(reasons), 1)
+        self.assertIn("contredit", reasons[0])
 
 
 class CrashTest(unittest.TestCase):
