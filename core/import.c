@@ -16,6 +16,9 @@
  */
 #include "import.h"
 #include "csvread.h"
+#include "import_index.h"
+#include "arena.h"
+#include "batch_queue.h"
 #include "fields.h"
 #include "log.h"
 #include "normalize.h"
@@ -24,12 +27,16 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define MAX_SCRIPT_ERRORS 20 /* a broken format script aborts the run after this many rows */
+#define BATCH_ROWS 256       /* mapped rows handed over at a time to the writing thread */
+#define BATCH_COUNT 4        /* batches in flight; with BATCH_ROWS, bounds the memory used */
 
 /* Core person columns an import may set, in the order of the SQL below. */
 enum column {
@@ -83,6 +90,33 @@ struct incoming {
     struct guardian_in guardian;
 };
 
+struct warning_in {
+    const char *field, *message;
+};
+
+/* One row as the mapping thread hands it to the writing thread. Every
+ * string is a copy in the batch's arena, because the Lua values it came
+ * from are collected once the next row is mapped. */
+struct mapped_row {
+    long record_no, line_no;
+    char **fields; /* the file's fields, for issue records */
+    size_t nfields;
+    const char *rejected; /* the mapping rejected the row for this French reason */
+    struct incoming in;
+    struct warning_in *warnings;
+    size_t nwarnings;
+    /* Plugin fields by catalogue index minus core_count: the value, and
+     * the French message when fields_validate() rejected it. */
+    const char **plugin_values;
+    const char **plugin_errors;
+};
+
+struct mapped_batch {
+    struct arena arena;
+    size_t count;
+    struct mapped_row rows[BATCH_ROWS];
+};
+
 /* Person ids already touched by this run, as a bitmap indexed by id: its
  * size follows the largest person id (about 90 KB for 700,000 people), not
  * the number of rows, so memory stays flat on a national-scale file. */
@@ -129,7 +163,8 @@ struct job {
 
     enum merge_rule rules[COL_COUNT];
     enum merge_rule default_rule;
-    int policy_ref; /* the policy table, for plugin field rules */
+    int policy_ref;                  /* the policy table */
+    enum merge_rule *plugin_rules;   /* by catalogue index minus core_count */
 
     struct seen_set seen;
     json_t *samples;
@@ -146,6 +181,23 @@ struct job {
      * the run starts over from the first row with savepoints. */
     int row_savepoints;
     int restart;
+
+    /* The file is read and mapped on a thread of its own (the mapping
+     * thread: csvread and Lua) while the calling thread writes (the
+     * writing thread: SQLite). During a pass, the mapping thread alone
+     * uses L, the fields from header_seen to row_hook, counts.rows and
+     * the fields marked below; the writing thread uses the rest.
+     * job_fail() may be called from both. */
+    const char *path;
+    struct csvread_info *info;
+    char *read_err;
+    int read_rc;
+    struct batch_queue queue;
+    struct mapped_batch *batch; /* mapping thread: the batch being filled */
+    size_t *lengths;            /* mapping thread: field lengths after unprotecting */
+    size_t lengths_size;
+    pthread_mutex_t fail_lock;
+    atomic_int failed;
 
     char *fatal;       /* French reason the run stops */
     int file_rejected; /* the fatal reason is the file, not the database */
@@ -167,12 +219,15 @@ static int same(const char *a, const char *b)
 
 static void job_fail(struct job *job, int file_rejected, char *message)
 {
+    pthread_mutex_lock(&job->fail_lock);
     if (job->fatal) {
         free(message);
-        return;
+    } else {
+        job->fatal = message ? message : strdup("Erreur interne pendant l'import.");
+        job->file_rejected = file_rejected;
+        atomic_store(&job->failed, 1);
     }
-    job->fatal = message ? message : strdup("Erreur interne pendant l'import.");
-    job->file_rejected = file_rejected;
+    pthread_mutex_unlock(&job->fail_lock);
 }
 
 static void job_db_fail(struct job *job, const char *what)
@@ -363,19 +418,28 @@ static int load_policy(struct job *job)
     return 0;
 }
 
-static enum merge_rule plugin_rule(struct job *job, const char *key)
+/* Reads the rules of plugin fields from the policy table once, so that
+ * the writing thread needs no Lua. */
+static int load_plugin_rules(struct job *job)
 {
     lua_State *L = job->L;
-    enum merge_rule rule = job->default_rule;
+    size_t count = job->catalogue->count - job->catalogue->core_count;
 
-    if (job->policy_ref == LUA_NOREF)
-        return rule;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->policy_ref);
-    lua_getfield(L, -1, key);
-    if (lua_isstring(L, -1))
-        rule_from_name(lua_tostring(L, -1), &rule);
-    lua_pop(L, 2);
-    return rule;
+    job->plugin_rules = calloc(count ? count : 1, sizeof(*job->plugin_rules));
+    if (!job->plugin_rules)
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        const struct field_def *def = &job->catalogue->fields[job->catalogue->core_count + i];
+        job->plugin_rules[i] = job->default_rule;
+        if (job->policy_ref == LUA_NOREF)
+            continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, job->policy_ref);
+        lua_getfield(L, -1, def->key);
+        if (lua_isstring(L, -1))
+            rule_from_name(lua_tostring(L, -1), &job->plugin_rules[i]);
+        lua_pop(L, 2);
+    }
+    return 0;
 }
 
 /* Returns 1 when the incoming value should replace the stored one. */
@@ -499,27 +563,29 @@ static int handle_header(struct job *job, size_t n, char **fields)
 
 /* ---- reading a record table ------------------------------------------------- */
 
-static const char *get_string(lua_State *L, int table, const char *key)
+/* Returns a copy of the string at key, or NULL when it is absent, not a
+ * string, or empty. */
+static const char *copy_string(lua_State *L, int table, const char *key, struct arena *arena)
 {
-    const char *s = NULL;
+    const char *copy = NULL;
+    size_t len;
 
     lua_getfield(L, table, key);
     if (lua_type(L, -1) == LUA_TSTRING) {
-        s = lua_tostring(L, -1);
-        if (!*s)
-            s = NULL;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (len > 0)
+            copy = arena_strndup(arena, s, len);
     }
-    /* The string stays referenced by the table, which stays on the stack. */
     lua_pop(L, 1);
-    return s;
+    return copy;
 }
 
-static void read_record(lua_State *L, int rec, struct incoming *in)
+static void read_record(lua_State *L, int rec, struct arena *arena, struct incoming *in)
 {
     memset(in, 0, sizeof(*in));
     for (int c = 0; c < COL_COUNT; c++)
-        in->values[c] = get_string(L, rec, column_names[c]);
-    in->email2 = get_string(L, rec, "email2");
+        in->values[c] = copy_string(L, rec, column_names[c], arena);
+    in->email2 = copy_string(L, rec, "email2", arena);
 
     lua_getfield(L, rec, "licence");
     if (lua_istable(L, -1)) {
@@ -527,48 +593,91 @@ static void read_record(lua_State *L, int rec, struct incoming *in)
         lua_getfield(L, t, "season");
         in->licence.season = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : 0;
         lua_pop(L, 1);
-        in->licence.number = get_string(L, t, "number");
-        in->licence.type = get_string(L, t, "type");
-        in->licence.category = get_string(L, t, "category");
-        in->licence.club = get_string(L, t, "club");
-        in->licence.taken_on = get_string(L, t, "taken_on");
+        in->licence.number = copy_string(L, t, "number", arena);
+        in->licence.type = copy_string(L, t, "type", arena);
+        in->licence.category = copy_string(L, t, "category", arena);
+        in->licence.club = copy_string(L, t, "club", arena);
+        in->licence.taken_on = copy_string(L, t, "taken_on", arena);
     }
-    lua_pop(L, 1); /* the licence table is referenced by the record */
+    lua_pop(L, 1);
 
     lua_getfield(L, rec, "guardian");
     if (lua_istable(L, -1)) {
         int t = lua_gettop(L);
-        in->guardian.last_name = get_string(L, t, "last_name");
-        in->guardian.first_name = get_string(L, t, "first_name");
-        in->guardian.email = get_string(L, t, "email");
-        in->guardian.phone = get_string(L, t, "phone");
-        in->guardian.mobile = get_string(L, t, "mobile");
+        in->guardian.last_name = copy_string(L, t, "last_name", arena);
+        in->guardian.first_name = copy_string(L, t, "first_name", arena);
+        in->guardian.email = copy_string(L, t, "email", arena);
+        in->guardian.phone = copy_string(L, t, "phone", arena);
+        in->guardian.mobile = copy_string(L, t, "mobile", arena);
         in->has_guardian = in->guardian.last_name || in->guardian.first_name;
     }
     lua_pop(L, 1);
 }
 
-static void record_warnings(struct job *job, int rec, int64_t person_id)
+/* Copies the record's warnings list ({field =, message =} tables). */
+static void read_warnings(lua_State *L, int rec, struct arena *arena, struct mapped_row *row)
 {
-    lua_State *L = job->L;
-
+    row->warnings = NULL;
+    row->nwarnings = 0;
     lua_getfield(L, rec, "warnings");
     if (lua_istable(L, -1)) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
+        size_t n = (size_t)lua_rawlen(L, -1);
+        row->warnings = n ? arena_alloc(arena, n * sizeof(*row->warnings)) : NULL;
+        for (size_t i = 1; row->warnings && i <= n; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i);
             if (lua_istable(L, -1)) {
-                const char *field = get_string(L, lua_gettop(L), "field");
-                const char *message = get_string(L, lua_gettop(L), "message");
+                int t = lua_gettop(L);
+                const char *message = copy_string(L, t, "message", arena);
                 if (message) {
-                    job->counts.warnings++;
-                    add_issue(job, 'w', field, message, person_id);
+                    row->warnings[row->nwarnings].field = copy_string(L, t, "field", arena);
+                    row->warnings[row->nwarnings].message = message;
+                    row->nwarnings++;
                 }
             }
             lua_pop(L, 1);
         }
     }
     lua_pop(L, 1);
+}
+
+/* Copies the plugin field values of the record and validates them here,
+ * because validation may run a plugin's Lua function. */
+static void read_plugin_fields(struct job *job, int rec, struct arena *arena,
+                               struct mapped_row *row)
+{
+    size_t count = job->catalogue->count - job->catalogue->core_count;
+
+    row->plugin_values = NULL;
+    row->plugin_errors = NULL;
+    if (count == 0)
+        return;
+    row->plugin_values = arena_alloc(arena, count * sizeof(*row->plugin_values));
+    row->plugin_errors = arena_alloc(arena, count * sizeof(*row->plugin_errors));
+    if (!row->plugin_values || !row->plugin_errors) {
+        row->plugin_values = row->plugin_errors = NULL;
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const struct field_def *def = &job->catalogue->fields[job->catalogue->core_count + i];
+        const char *value = copy_string(job->L, rec, def->key, arena);
+        char *err = NULL;
+
+        row->plugin_values[i] = value;
+        row->plugin_errors[i] = NULL;
+        if (value && fields_validate(job->catalogue, def->key, value, job->state, &err) < 0) {
+            const char *message = err ? err : "valeur invalide";
+            row->plugin_errors[i] = arena_strndup(arena, message, strlen(message));
+        }
+        free(err);
+    }
+}
+
+static void record_warnings(struct job *job, const struct mapped_row *row, int64_t person_id)
+{
+    for (size_t i = 0; i < row->nwarnings; i++) {
+        job->counts.warnings++;
+        add_issue(job, 'w', row->warnings[i].field, row->warnings[i].message, person_id);
+    }
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -955,24 +1064,26 @@ static int link_guardian(struct job *job, int64_t child_id, const struct guardia
 /* Merges the plugin fields of the record (one key per field declared by a
  * plugin) into person_field. Invalid values become warnings. Returns 1
  * when something changed, -1 on a database error. */
-static int merge_plugin_fields(struct job *job, int rec, int64_t id, int is_new, json_t *changes)
+static int merge_plugin_fields(struct job *job, const struct mapped_row *row, int64_t id,
+                               int is_new, json_t *changes)
 {
     int changed = 0;
 
-    for (size_t i = job->catalogue->core_count; i < job->catalogue->count; i++) {
+    for (size_t i = job->catalogue->core_count; i < job->catalogue->count && row->plugin_values;
+         i++) {
         const struct field_def *def = &job->catalogue->fields[i];
-        const char *value = get_string(job->L, rec, def->key);
+        size_t slot = i - job->catalogue->core_count;
+        const char *value = row->plugin_values[slot];
         sqlite3_stmt *stmt;
-        char *err = NULL, *old = NULL;
+        char *old = NULL;
         char audit_field[FIELDS_MAX_KEY + 8];
         int rc = SQLITE_OK;
 
         if (is_empty(value))
             continue;
-        if (fields_validate(job->catalogue, def->key, value, job->state, &err) < 0) {
+        if (row->plugin_errors[slot]) {
             job->counts.warnings++;
-            add_issue(job, 'w', def->key, err ? err : "valeur invalide", id);
-            free(err);
+            add_issue(job, 'w', def->key, row->plugin_errors[slot], id);
             continue;
         }
         stmt = db_stmt(job->db, "SELECT value FROM person_field WHERE person_id = ?1 AND key = ?2");
@@ -983,7 +1094,7 @@ static int merge_plugin_fields(struct job *job, int rec, int64_t id, int is_new,
         if (sqlite3_step(stmt) == SQLITE_ROW)
             old = strdup((const char *)sqlite3_column_text(stmt, 0));
         sqlite3_reset(stmt);
-        if (should_take(plugin_rule(job, def->key), old, value, job->options->replace, 1)) {
+        if (should_take(job->plugin_rules[slot], old, value, job->options->replace, 1)) {
             stmt = db_stmt(job->db, "INSERT INTO person_field (person_id, key, value)"
                                     " VALUES (?1, ?2, ?3) ON CONFLICT (person_id, key)"
                                     " DO UPDATE SET value = excluded.value");
@@ -1111,9 +1222,9 @@ static enum match_result match_person(struct job *job, const struct incoming *in
     return MATCH_ONE;
 }
 
-static int process_record(struct job *job, int rec)
+static int process_record(struct job *job, const struct mapped_row *row)
 {
-    struct incoming in;
+    struct incoming in = row->in;
     enum match_result match;
     int64_t id;
     char why[512];
@@ -1123,7 +1234,6 @@ static int process_record(struct job *job, int rec)
     int changed = 0, rc;
     int first_seen;
 
-    read_record(job->L, rec, &in);
     if (is_empty(in.values[COL_LAST_NAME]) && is_empty(in.values[COL_FIRST_NAME])) {
         reject_row(job, "ni nom ni prénom : la ligne ne désigne personne");
         json_decref(changes);
@@ -1135,7 +1245,7 @@ static int process_record(struct job *job, int rec)
         goto db_error;
     if (match == MATCH_AMBIGUOUS || match == MATCH_CONFLICT) {
         set_aside_row(job, why, id);
-        record_warnings(job, rec, id);
+        record_warnings(job, row, id);
         json_decref(changes);
         return 0;
     }
@@ -1153,13 +1263,13 @@ static int process_record(struct job *job, int rec)
         if (upsert_licence(job, id, &in.licence, 0, 1) < 0 ||
             add_contact(job, id, in.email2, 1) < 0)
             goto db_error;
-        if (merge_plugin_fields(job, rec, id, 1, changes) < 0)
+        if (merge_plugin_fields(job, row, id, 1, changes) < 0)
             goto db_error;
         if (in.has_guardian && link_guardian(job, id, &in.guardian) < 0)
             goto db_error;
         job->counts.created++;
         seen_add(&job->seen, id);
-        record_warnings(job, rec, id);
+        record_warnings(job, row, id);
         add_sample(job, id, "create", in.values, changes);
         return 0;
     }
@@ -1236,7 +1346,7 @@ static int process_record(struct job *job, int rec)
     if (rc < 0)
         goto db_error;
     changed |= rc;
-    rc = merge_plugin_fields(job, rec, id, 0, changes);
+    rc = merge_plugin_fields(job, row, id, 0, changes);
     if (rc < 0)
         goto db_error;
     changed |= rc;
@@ -1272,7 +1382,7 @@ static int process_record(struct job *job, int rec)
             job->counts.unchanged++;
         json_decref(changes);
     }
-    record_warnings(job, rec, id);
+    record_warnings(job, row, id);
     return 0;
 
 db_error:
@@ -1316,18 +1426,62 @@ static int run_savepoint(struct job *job, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Mapping thread: returns the next free row of the batch being filled,
+ * handing the batch over when it is full. Returns NULL once the writing
+ * thread has stopped. */
+static struct mapped_row *next_row(struct job *job, long record_no, long line_no, size_t n,
+                                   char **fields, const size_t *lengths)
+{
+    struct mapped_batch *batch = job->batch;
+    struct mapped_row *row;
+
+    if (batch && batch->count == BATCH_ROWS) {
+        batch_queue_push(&job->queue, batch);
+        batch = job->batch = NULL;
+    }
+    if (!batch) {
+        batch = job->batch = batch_queue_take_empty(&job->queue);
+        if (!batch)
+            return NULL;
+    }
+    row = &batch->rows[batch->count++];
+    memset(row, 0, sizeof(*row));
+    row->record_no = record_no;
+    row->line_no = line_no;
+    row->nfields = n;
+    row->fields = arena_alloc(&batch->arena, (n ? n : 1) * sizeof(*row->fields));
+    for (size_t i = 0; row->fields && i < n; i++)
+        row->fields[i] = arena_strndup(&batch->arena, fields[i], lengths[i]);
+    if (!row->fields || (n > 0 && !row->fields[n - 1])) {
+        job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
+        batch->count--;
+        return NULL;
+    }
+    return row;
+}
+
+/* Mapping thread: hands over a row rejected before it reached the
+ * database. Returns 0, or 1 to stop reading. */
+static int hand_over_rejected(struct job *job, long record_no, long line_no, size_t n,
+                              char **fields, const size_t *lengths, const char *message)
+{
+    struct mapped_row *row = next_row(job, record_no, line_no, n, fields, lengths);
+
+    if (!row)
+        return 1;
+    row->rejected = arena_strndup(&job->batch->arena, message, strlen(message));
+    return 0;
+}
+
+/* Mapping thread: csvread's callback. Maps each row with the format
+ * script and hands the result over to the writing thread. */
 static int on_record(void *userdata, long record_no, long line_no, size_t n, char **fields,
                      const size_t *lengths)
 {
     struct job *job = userdata;
     lua_State *L = job->L;
     int top = lua_gettop(L);
-    int rc;
-
-    job->record_no = record_no;
-    job->line_no = line_no;
-    job->nfields = n;
-    job->fields = fields;
+    struct mapped_row *row;
 
     if (!job->header_seen)
         return handle_header(job, n, fields);
@@ -1338,6 +1492,8 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
                                 "été modifié. Relancez-le."));
         return 1;
     }
+    if (atomic_load(&job->failed))
+        return 1;
     if (row_is_blank(n, fields, lengths))
         return 0;
     job->counts.rows++;
@@ -1346,10 +1502,23 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         job->on_progress(job->userdata, job->progress);
 
     /* Undo the protection added by our rejected-rows download. */
-    for (size_t i = 0; i < n; i++) {
-        if (fields[i][0] == '\'' && strchr("=+-@", fields[i][1]) && fields[i][1])
-            fields[i]++;
+    if (n > job->lengths_size) {
+        size_t *grown = realloc(job->lengths, n * sizeof(*grown));
+        if (!grown) {
+            job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
+            return 1;
+        }
+        job->lengths = grown;
+        job->lengths_size = n;
     }
+    for (size_t i = 0; i < n; i++) {
+        job->lengths[i] = lengths[i];
+        if (fields[i][0] == '\'' && strchr("=+-@", fields[i][1]) && fields[i][1]) {
+            fields[i]++;
+            job->lengths[i]--;
+        }
+    }
+    lengths = job->lengths;
 
     if (n != job->header_count) {
         int extra_empty = n > job->header_count;
@@ -1361,8 +1530,7 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
                      "la ligne compte %zu colonnes alors que l'en-tête en a %zu : vérifiez les "
                      "séparateurs et les guillemets de cette ligne",
                      n, job->header_count);
-            reject_row(job, message);
-            return 0;
+            return hand_over_rejected(job, record_no, line_no, n, fields, lengths, message);
         }
         n = job->header_count;
     }
@@ -1386,24 +1554,22 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         const char *err = script_state_last_error(job->state);
         snprintf(message, sizeof(message), "le script de format a échoué sur cette ligne : %.*s",
                  (int)strcspn(err ? err : "?", "\n"), err ? err : "?");
-        reject_row(job, message);
+        lua_settop(L, top);
         if (++job->script_errors >= MAX_SCRIPT_ERRORS) {
             job_fail(job, 0, str_printf("Le script de format « %s » échoue sur %d lignes : %s. "
                                         "Corrigez scripts/formats/%s.lua puis relancez l'import.",
                                         job->format_name, job->script_errors, err ? err : "?",
                                         job->format_name));
-            lua_settop(L, top);
             return 1;
         }
-        lua_settop(L, top);
-        return 0;
+        return hand_over_rejected(job, record_no, line_no, n, fields, lengths, message);
     }
     if (!lua_istable(L, -2)) {
         const char *reason = lua_isstring(L, -1) ? lua_tostring(L, -1) : "ligne refusée par le "
                                                                          "script de format";
-        reject_row(job, reason);
+        int rc = hand_over_rejected(job, record_no, line_no, n, fields, lengths, reason);
         lua_settop(L, top);
-        return 0;
+        return rc;
     }
 
     if (job->row_hook) {
@@ -1413,9 +1579,50 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         lua_replace(L, -3);
     }
 
+    row = next_row(job, record_no, line_no, n, fields, lengths);
+    if (row) {
+        int rec = lua_gettop(L) - 1;
+        read_record(L, rec, &job->batch->arena, &row->in);
+        read_warnings(L, rec, &job->batch->arena, row);
+        read_plugin_fields(job, rec, &job->batch->arena, row);
+    }
+    lua_settop(L, top);
+    return row ? 0 : 1;
+}
+
+static void *mapping_thread(void *arg)
+{
+    struct job *job = arg;
+
+    job->read_rc = csvread_file(job->path, NULL, on_record, job, job->info, &job->read_err);
+    if (job->batch) {
+        if (job->batch->count > 0)
+            batch_queue_push(&job->queue, job->batch);
+        else
+            batch_queue_give_back(&job->queue, job->batch);
+        job->batch = NULL;
+    }
+    batch_queue_close(&job->queue);
+    return NULL;
+}
+
+/* Writing thread: merges one mapped row into the database. Returns 0, or 1
+ * to stop (a fatal error, or a restart with savepoints). */
+static int write_row(struct job *job, const struct mapped_row *row)
+{
+    int rc;
+
+    job->record_no = row->record_no;
+    job->line_no = row->line_no;
+    job->nfields = row->nfields;
+    job->fields = row->fields;
+    if (row->rejected) {
+        reject_row(job, row->rejected);
+        return 0;
+    }
+
     if (!job->row_savepoints) {
-        rc = process_record(job, lua_gettop(L) - 1);
-        lua_settop(L, top);
+        rc = process_record(job, row);
         if (rc == -2) {
             log_info("import", "run %lld line %ld: the row must be rolled back alone; running "
                      "the file again with one savepoint per row", (long long)job->run_id,
@@ -1427,10 +1634,9 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
     }
     if (run_savepoint(job, "SAVEPOINT import_row") != SQLITE_OK) {
         job_db_fail(job, "début de ligne");
-        lua_settop(L, top);
         return 1;
     }
-    rc = process_record(job, lua_gettop(L) - 1);
+    rc = process_record(job, row);
     if (rc == 0) {
         if (run_savepoint(job, "RELEASE import_row") != SQLITE_OK) {
             job_db_fail(job, "fin de ligne");
@@ -1440,8 +1646,52 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         run_savepoint(job, "ROLLBACK TO import_row");
         run_savepoint(job, "RELEASE import_row");
     }
-    lua_settop(L, top);
     return rc == -1 ? 1 : 0;
+}
+
+/* Reads, maps and writes the whole file once: the mapping thread reads and
+ * maps while this thread writes. Returns csvread's result. */
+static int run_pass(struct job *job)
+{
+    struct mapped_batch *batches[BATCH_COUNT] = {0};
+    struct mapped_batch *batch;
+    pthread_t thread;
+    int stopped = 0;
+
+    for (int i = 0; i < BATCH_COUNT; i++) {
+        batches[i] = calloc(1, sizeof(*batches[i]));
+        if (!batches[i]) {
+            for (int j = 0; j < i; j++)
+                free(batches[j]);
+            job_fail(job, 0, strdup("Mémoire insuffisante pour lancer l'import."));
+            return 0;
+        }
+    }
+    batch_queue_init(&job->queue, (void *const *)batches, BATCH_COUNT);
+    job->batch = NULL;
+    job->read_rc = 0;
+    if (pthread_create(&thread, NULL, mapping_thread, job) != 0) {
+        job_fail(job, 0, strdup("Impossible de lancer la lecture du fichier (thread)."));
+    } else {
+        while ((batch = batch_queue_pop(&job->queue))) {
+            for (size_t i = 0; i < batch->count && !stopped; i++) {
+                if (atomic_load(&job->failed) || write_row(job, &batch->rows[i])) {
+                    stopped = 1;
+                    batch_queue_stop(&job->queue);
+                }
+            }
+            batch->count = 0;
+            arena_reset(&batch->arena);
+            batch_queue_give_back(&job->queue, batch);
+        }
+        pthread_join(thread, NULL);
+    }
+    batch_queue_destroy(&job->queue);
+    for (int i = 0; i < BATCH_COUNT; i++) {
+        arena_free(&batches[i]->arena);
+        free(batches[i]);
+    }
+    return job->read_rc;
 }
 
 /* ---- run ------------------------------------------------------------------- */
@@ -1568,10 +1818,13 @@ static void job_free(struct job *job)
     }
     if (job->issues)
         fclose(job->issues);
+    free(job->plugin_rules);
+    free(job->lengths);
     free(job->seen.bits);
     json_decref(job->samples);
     json_decref(job->header);
     free(job->fatal);
+    pthread_mutex_destroy(&job->fail_lock);
 }
 
 /* Forgets what a pass over the file produced, before the file is read
@@ -1648,6 +1901,9 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     job.cols_ref = job.row_ref = job.policy_ref = LUA_NOREF;
     job.samples = json_array();
     job.row_hook = script_has_hook(state, SCRIPT_HOOK_IMPORT_ROW_MAPPED);
+    job.path = path;
+    job.info = &info;
+    pthread_mutex_init(&job.fail_lock, NULL);
     db_now(job.now, sizeof(job.now));
     clock_gettime(CLOCK_MONOTONIC, &start);
 
@@ -1660,14 +1916,28 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
              options->dry_run ? "preview" : "real run", options->replace ? ", replace" : "",
              options->filename);
 
-    if (load_policy(&job) == 0) {
+    if (load_policy(&job) == 0 && load_plugin_rules(&job) == 0) {
+        struct import_indexes deferred;
+        struct stat st;
+        long long estimated_rows =
+            stat(path, &st) == 0 ? (long long)st.st_size / IMPORT_BYTES_PER_ROW_ESTIMATE : 0;
+
         for (;;) {
             if (db_begin(db) != SQLITE_OK) {
                 job_db_fail(&job, "début de l'import");
                 break;
             }
-            read_rc = csvread_file(path, NULL, on_record, &job, &info, &read_err);
+            if (import_indexes_defer(db, estimated_rows, &deferred) < 0) {
+                job_db_fail(&job, "préparation des index");
+                import_indexes_free(&deferred);
+                db_rollback(db);
+                break;
+            }
+            read_rc = run_pass(&job);
+            read_err = job.read_err;
+            job.read_err = NULL;
             if (job.restart && !job.fatal) {
+                import_indexes_free(&deferred);
                 db_rollback(db);
                 free(read_err);
                 read_err = NULL;
@@ -1684,12 +1954,18 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
                 job_fail(&job, 1, strdup("Le fichier ne contient que la ligne d'en-tête : aucune "
                                          "personne à importer."));
             }
+            /* A preview rolls back, which brings the set-aside indexes
+             * back without building them. */
             if (job.fatal || options->dry_run) {
+                db_rollback(db);
+            } else if (import_indexes_rebuild(db, &deferred) != SQLITE_OK) {
+                job_db_fail(&job, "reconstruction des index");
                 db_rollback(db);
             } else if (db_commit(db) != SQLITE_OK) {
                 job_db_fail(&job, "validation de l'import");
                 db_rollback(db);
             }
+            import_indexes_free(&deferred);
             break;
         }
     }
