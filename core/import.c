@@ -1922,6 +1922,10 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
         long long estimated_rows =
             stat(path, &st) == 0 ? (long long)st.st_size / IMPORT_BYTES_PER_ROW_ESTIMATE : 0;
 
+        /* Temporary data of the run (statement journals, index sorts) go
+         * to files, so that memory does not grow with the tables. */
+        db_exec(db, "PRAGMA temp_store = FILE");
+
         for (;;) {
             if (db_begin(db) != SQLITE_OK) {
                 job_db_fail(&job, "début de l'import");
@@ -1968,6 +1972,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
             import_indexes_free(&deferred);
             break;
         }
+        db_exec(db, "PRAGMA temp_store = MEMORY");
     }
     free(read_err);
 

@@ -159,11 +159,10 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
         sqlite3_reset(stmt);
 
     /* CREATE INDEX sorts in memory up to the page cache's size, then
-     * spills sorted runs to temporary files (with temp_store = FILE; in
-     * memory they would grow with the table). The page cache is shrunk
-     * first and its memory handed back, so that the sort does not add its
-     * own buffer on top of a full cache. */
-    db_exec(db, "PRAGMA temp_store = FILE");
+     * spills sorted runs to temporary files (the caller has set
+     * temp_store = FILE). The page cache is shrunk first and its memory
+     * handed back, so that the sort does not add its own buffer on top of
+     * a full cache. */
     sql = sqlite3_mprintf("PRAGMA cache_size = %d", IMPORT_REBUILD_CACHE_KIB * -1);
     db_exec(db, sql);
     sqlite3_free(sql);
@@ -172,7 +171,6 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
 #endif
     for (size_t i = 0; i < set->count && rc == SQLITE_OK; i++)
         rc = db_exec(db, set->sql[i]);
-    db_exec(db, "PRAGMA temp_store = MEMORY");
     if (cache_size != 0) {
         sql = sqlite3_mprintf("PRAGMA cache_size = %lld", cache_size);
         db_exec(db, sql);

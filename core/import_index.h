@@ -29,7 +29,11 @@ struct import_indexes {
 
 /* Drops the secondary indexes worth rebuilding for an import of about
  * estimated_rows rows and fills set with them. Must run inside the
- * import's transaction. Returns 0, or -1 on a database error. */
+ * import's transaction, begun with temp_store = FILE: SQLite sizes its
+ * statement journals and sorts by the setting in force when the
+ * transaction starts, and in memory the journal of a DROP INDEX and the
+ * sorted runs of a CREATE INDEX grow with the table. Returns 0, or -1 on
+ * a database error. */
 int import_indexes_defer(struct db *db, long long estimated_rows, struct import_indexes *set);
 
 /* Creates the indexes of set again. Returns an SQLite result code. */
