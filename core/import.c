@@ -37,6 +37,7 @@
 #define MAX_SCRIPT_ERRORS 20 /* a broken format script aborts the run after this many rows */
 #define BATCH_ROWS 256       /* mapped rows handed over at a time to the writing thread */
 #define BATCH_COUNT 4        /* batches in flight; with BATCH_ROWS, bounds the memory used */
+#define UPDATE_CACHE_SIZE 32 /* person UPDATE statements kept, one per set of changed columns */
 
 /* Core person columns an import may set, in the order of the SQL below. */
 enum column {
@@ -165,6 +166,11 @@ struct job {
     enum merge_rule default_rule;
     int policy_ref;                  /* the policy table */
     enum merge_rule *plugin_rules;   /* by catalogue index minus core_count */
+
+    struct {
+        unsigned mask;
+        sqlite3_stmt *stmt;
+    } update_cache[UPDATE_CACHE_SIZE];
 
     struct seen_set seen;
     json_t *samples;
@@ -756,19 +762,75 @@ static int64_t insert_person(struct job *job, const char *const values[COL_COUNT
     return sqlite3_last_insert_rowid(db_handle(job->db));
 }
 
-static int update_person(struct job *job, int64_t id, const char *const values[COL_COUNT])
+/* Columns that the derived keys are computed from. */
+#define MATCH_KEY_COLUMNS ((1u << COL_LAST_NAME) | (1u << COL_FIRST_NAME) | (1u << COL_BIRTH_DATE))
+#define SEARCH_COLUMNS                                                                        \
+    ((1u << COL_LAST_NAME) | (1u << COL_FIRST_NAME) | (1u << COL_EMAIL) | (1u << COL_PHONE) | \
+     (1u << COL_MOBILE) | (1u << COL_LICENCE_NUMBER))
+
+/* Returns the UPDATE statement that sets the columns of mask (bit c for
+ * column c) and the keys derived from them, prepared once per mask.
+ * Setting only the changed columns spares SQLite from rewriting the
+ * entries of indexes on unchanged ones, such as the licence number's. */
+static sqlite3_stmt *update_statement(struct job *job, unsigned mask)
 {
-    sqlite3_stmt *stmt = db_stmt(
-        job->db, "UPDATE person SET last_name = ?1, first_name = ?2, birth_date = ?3, sex = ?4,"
-                 " email = ?5, email_invalid = ?6, phone = ?7, mobile = ?8, address = ?9,"
-                 " address2 = ?10, postcode = ?11, city = ?12, country = ?13,"
-                 " licence_number = ?14, licence_raw = ?15, galop = ?16, match_key = ?17,"
-                 " search_text = ?18, updated_at = ?19 WHERE id = ?20");
+    struct buf sql;
+    sqlite3_stmt *stmt = NULL;
+    size_t slot;
+
+    for (slot = 0; slot < UPDATE_CACHE_SIZE && job->update_cache[slot].stmt; slot++) {
+        if (job->update_cache[slot].mask == mask)
+            return job->update_cache[slot].stmt;
+    }
+    if (slot == UPDATE_CACHE_SIZE) {
+        /* Full: the rarest combinations of changes share the last slot. */
+        slot = UPDATE_CACHE_SIZE - 1;
+        sqlite3_finalize(job->update_cache[slot].stmt);
+        job->update_cache[slot].stmt = NULL;
+    }
+
+    buf_init(&sql, 1024);
+    buf_printf(&sql, "UPDATE person SET");
+    for (int c = 0; c < COL_COUNT; c++) {
+        if (mask & (1u << c))
+            buf_printf(&sql, " %s = ?%d,", column_names[c], c + 1);
+    }
+    if (mask & MATCH_KEY_COLUMNS)
+        buf_printf(&sql, " match_key = ?17,");
+    if (mask & SEARCH_COLUMNS)
+        buf_printf(&sql, " search_text = ?18,");
+    buf_printf(&sql, " updated_at = ?19 WHERE id = ?20");
+    buf_terminate(&sql);
+    if (sqlite3_prepare_v3(db_handle(job->db), sql.data, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                           NULL) != SQLITE_OK) {
+        log_error("import", "prepare failed: %s (sql: %.200s)", sqlite3_errmsg(db_handle(job->db)),
+                  sql.data);
+        stmt = NULL;
+    }
+    buf_free(&sql);
+    job->update_cache[slot].mask = mask;
+    job->update_cache[slot].stmt = stmt;
+    return stmt;
+}
+
+/* Writes the merged values of a known person; old are the stored ones. */
+static int update_person(struct job *job, int64_t id, const char *const values[COL_COUNT],
+                         char *const old[COL_COUNT])
+{
     char match_key[PERSON_KEY_SIZE], search[PERSON_SEARCH_SIZE];
+    unsigned mask = 0;
+    sqlite3_stmt *stmt;
     int rc;
 
+    for (int c = 0; c < COL_COUNT; c++) {
+        if (!same(values[c], old[c]))
+            mask |= 1u << c;
+    }
+    stmt = update_statement(job, mask);
     if (!stmt)
         return SQLITE_ERROR;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
     bind_person_values(stmt, values, match_key, search);
     sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 20, id);
@@ -1326,7 +1388,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
             merged[COL_EMAIL_INVALID] = NULL;
             audit(job, id, "update", "email_invalid", old[COL_EMAIL_INVALID], NULL);
         }
-        rc = changed ? update_person(job, id, merged) : SQLITE_OK;
+        rc = changed ? update_person(job, id, merged, old) : SQLITE_OK;
     update_done:
         for (int c = 0; c < COL_COUNT; c++)
             free(old[c]);
@@ -1818,6 +1880,8 @@ static void job_free(struct job *job)
     }
     if (job->issues)
         fclose(job->issues);
+    for (size_t i = 0; i < UPDATE_CACHE_SIZE; i++)
+        sqlite3_finalize(job->update_cache[i].stmt);
     free(job->plugin_rules);
     free(job->lengths);
     free(job->seen.bits);
