@@ -7,6 +7,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +27,23 @@ struct db {
     struct cached_stmt cache[DB_CACHE_SLOTS];
 };
 
+/* Process-wide settings, applied before SQLite initialises itself. Memory
+ * statistics are off: Licol never reads them, and keeping them takes a
+ * global mutex on every allocation, shared by all connections' threads. */
+static void configure_sqlite(void)
+{
+    /* SQLITE_MISUSE when SQLite was already initialised: harmless. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+static pthread_once_t configure_once = PTHREAD_ONCE_INIT;
+
 struct db *db_open(const char *path, char **err)
 {
     struct db *db = calloc(1, sizeof(*db));
     int rc;
 
+    pthread_once(&configure_once, configure_sqlite);
     *err = NULL;
     if (!db) {
         *err = strdup("mémoire insuffisante");
