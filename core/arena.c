@@ -28,6 +28,7 @@ void *arena_alloc(struct arena *arena, size_t size)
     struct arena_block *block = arena->current;
     size_t start;
 
+    arena->allocated += size;
     if (block) {
         start = (block->used + align - 1) & ~(align - 1);
         if (start + size <= block->size) {
@@ -81,6 +82,7 @@ void arena_reset(struct arena *arena)
         link = &block->next;
     }
     arena->current = arena->blocks;
+    arena->allocated = 0;
 }
 
 void arena_free(struct arena *arena)
@@ -91,4 +93,5 @@ void arena_free(struct arena *arena)
         arena->blocks = next;
     }
     arena->current = NULL;
+    arena->allocated = 0;
 }

@@ -1,6 +1,7 @@
 #include "batch_queue.h"
 
-void batch_queue_init(struct batch_queue *queue, void *const *batches, size_t count)
+void batch_queue_init(struct batch_queue *queue, void *const *batches, size_t count,
+                      size_t max_bytes)
 {
     pthread_mutex_init(&queue->lock, NULL);
     pthread_cond_init(&queue->changed, NULL);
@@ -8,6 +9,8 @@ void batch_queue_init(struct batch_queue *queue, void *const *batches, size_t co
         queue->empty[i] = batches[i];
     queue->empty_count = count < BATCH_QUEUE_MAX ? count : BATCH_QUEUE_MAX;
     queue->full_head = queue->full_count = 0;
+    queue->bytes_in_flight = 0;
+    queue->max_bytes = max_bytes;
     queue->closed = queue->stopped = 0;
 }
 
@@ -22,7 +25,10 @@ void *batch_queue_take_empty(struct batch_queue *queue)
     void *batch = NULL;
 
     pthread_mutex_lock(&queue->lock);
-    while (!queue->stopped && queue->empty_count == 0)
+    /* bytes_in_flight > 0 means a batch is with the consumer, which will
+     * give it back: the wait ends. */
+    while (!queue->stopped &&
+           (queue->empty_count == 0 || queue->bytes_in_flight > queue->max_bytes))
         pthread_cond_wait(&queue->changed, &queue->lock);
     if (!queue->stopped)
         batch = queue->empty[--queue->empty_count];
@@ -30,9 +36,10 @@ void *batch_queue_take_empty(struct batch_queue *queue)
     return batch;
 }
 
-void batch_queue_push(struct batch_queue *queue, void *batch)
+void batch_queue_push(struct batch_queue *queue, void *batch, size_t bytes)
 {
     pthread_mutex_lock(&queue->lock);
+    queue->bytes_in_flight += bytes;
     queue->full[(queue->full_head + queue->full_count) % BATCH_QUEUE_MAX] = batch;
     queue->full_count++;
     pthread_cond_broadcast(&queue->changed);
@@ -63,9 +70,10 @@ void *batch_queue_pop(struct batch_queue *queue)
     return batch;
 }
 
-void batch_queue_give_back(struct batch_queue *queue, void *batch)
+void batch_queue_give_back(struct batch_queue *queue, void *batch, size_t bytes)
 {
     pthread_mutex_lock(&queue->lock);
+    queue->bytes_in_flight -= bytes < queue->bytes_in_flight ? bytes : queue->bytes_in_flight;
     queue->empty[queue->empty_count++] = batch;
     pthread_cond_broadcast(&queue->changed);
     pthread_mutex_unlock(&queue->lock);

@@ -38,6 +38,13 @@
 #define BATCH_ROWS 256       /* mapped rows handed over at a time to the writing thread */
 #define BATCH_COUNT 4        /* batches in flight; with BATCH_ROWS, bounds the memory used */
 #define UPDATE_CACHE_SIZE 32 /* person UPDATE statements kept, one per set of changed columns */
+#define CHECKED_VALUES 2     /* values that check_values() may drop: sex and galop */
+/* A batch is handed over once its copies reach this size, and the mapping
+ * thread waits while the batches handed over hold more than
+ * MAX_BYTES_IN_FLIGHT, so that rows of very wide files (csvread allows
+ * 256 fields of 64 KiB) do not multiply memory by BATCH_ROWS. */
+#define BATCH_MAX_BYTES (1024 * 1024)
+#define MAX_BYTES_IN_FLIGHT (2 * 1024 * 1024)
 
 /* Core person columns an import may set, in the order of the SQL below. */
 enum column {
@@ -114,6 +121,7 @@ struct mapped_row {
 
 struct mapped_batch {
     struct arena arena;
+    size_t bytes; /* handed over with the batch: its arena's size then */
     size_t count;
     struct mapped_row rows[BATCH_ROWS];
 };
@@ -166,6 +174,8 @@ struct job {
     enum merge_rule default_rule;
     int policy_ref;                  /* the policy table */
     enum merge_rule *plugin_rules;   /* by catalogue index minus core_count */
+    char **galop_codes;              /* galop_level.code, read before the run */
+    size_t galop_count;
 
     struct {
         unsigned mask;
@@ -424,6 +434,32 @@ static int load_policy(struct job *job)
     return 0;
 }
 
+/* Reads the Galop codes that person.galop may reference, for
+ * check_values() on the mapping thread. */
+static int load_galop_codes(struct job *job)
+{
+    sqlite3_stmt *stmt = db_stmt(job->db, "SELECT code FROM galop_level ORDER BY rank");
+    int rc;
+
+    if (!stmt)
+        return -1;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        char **codes = realloc(job->galop_codes, (job->galop_count + 1) * sizeof(*codes));
+        char *code = strdup((const char *)sqlite3_column_text(stmt, 0));
+        if (!codes || !code) {
+            free(code);
+            if (codes)
+                job->galop_codes = codes;
+            sqlite3_reset(stmt);
+            return -1;
+        }
+        job->galop_codes = codes;
+        job->galop_codes[job->galop_count++] = code;
+    }
+    sqlite3_reset(stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* Reads the rules of plugin fields from the policy table once, so that
  * the writing thread needs no Lua. */
 static int load_plugin_rules(struct job *job)
@@ -628,7 +664,8 @@ static void read_warnings(lua_State *L, int rec, struct arena *arena, struct map
     lua_getfield(L, rec, "warnings");
     if (lua_istable(L, -1)) {
         size_t n = (size_t)lua_rawlen(L, -1);
-        row->warnings = n ? arena_alloc(arena, n * sizeof(*row->warnings)) : NULL;
+        /* Room for the warnings of check_values() as well. */
+        row->warnings = arena_alloc(arena, (n + CHECKED_VALUES) * sizeof(*row->warnings));
         for (size_t i = 1; row->warnings && i <= n; i++) {
             lua_rawgeti(L, -1, (lua_Integer)i);
             if (lua_istable(L, -1)) {
@@ -642,8 +679,56 @@ static void read_warnings(lua_State *L, int rec, struct arena *arena, struct map
             }
             lua_pop(L, 1);
         }
+    } else {
+        row->warnings = arena_alloc(arena, CHECKED_VALUES * sizeof(*row->warnings));
     }
     lua_pop(L, 1);
+}
+
+static int galop_known(const struct job *job, const char *code)
+{
+    for (size_t i = 0; i < job->galop_count; i++) {
+        if (!strcmp(job->galop_codes[i], code))
+            return 1;
+    }
+    return 0;
+}
+
+/* Drops, with a warning, a value of the club's script that the person
+ * table would refuse (the CHECK on sex, the reference to galop_level),
+ * so that the row is imported without it rather than refused by the
+ * database half-way. */
+static void check_values(const struct job *job, struct arena *arena, struct mapped_row *row)
+{
+    const char **sex = &row->in.values[COL_SEX];
+    const char **galop = &row->in.values[COL_GALOP];
+    const char *field = NULL;
+    char message[300];
+
+    if (!row->warnings)
+        return;
+    if (*sex && strcmp(*sex, "F") != 0 && strcmp(*sex, "M") != 0) {
+        snprintf(message, sizeof(message),
+                 "sexe « %.100s » non enregistré : seules les valeurs F et M sont possibles ; "
+                 "vérifiez la colonne ou le script de format",
+                 *sex);
+        field = "sex";
+        *sex = NULL;
+    } else if (*galop && !galop_known(job, *galop)) {
+        snprintf(message, sizeof(message),
+                 "niveau de Galop « %.100s » inconnu de Licol : non enregistré ; vérifiez le "
+                 "script de format",
+                 *galop);
+        field = "galop";
+        *galop = NULL;
+    }
+    if (field) {
+        row->warnings[row->nwarnings].field = field;
+        row->warnings[row->nwarnings].message = arena_strndup(arena, message, strlen(message));
+        row->nwarnings++;
+        /* Both values may be wrong: check the other one too. */
+        check_values(job, arena, row);
+    }
 }
 
 /* Copies the plugin field values of the record and validates them here,
@@ -1489,7 +1574,7 @@ static int run_savepoint(struct job *job, const char *sql)
 }
 
 /* Mapping thread: returns the next free row of the batch being filled,
- * handing the batch over when it is full. Returns NULL once the writing
+ * handing the batch over once it holds BATCH_ROWS rows or BATCH_MAX_BYTES. Returns NULL once the writing
  * thread has stopped. */
 static struct mapped_row *next_row(struct job *job, long record_no, long line_no, size_t n,
                                    char **fields, const size_t *lengths)
@@ -1497,8 +1582,9 @@ static struct mapped_row *next_row(struct job *job, long record_no, long line_no
     struct mapped_batch *batch = job->batch;
     struct mapped_row *row;
 
-    if (batch && batch->count == BATCH_ROWS) {
-        batch_queue_push(&job->queue, batch);
+    if (batch && (batch->count == BATCH_ROWS || arena_size(&batch->arena) >= BATCH_MAX_BYTES)) {
+        batch->bytes = arena_size(&batch->arena);
+        batch_queue_push(&job->queue, batch, batch->bytes);
         batch = job->batch = NULL;
     }
     if (!batch) {
@@ -1617,6 +1703,8 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         snprintf(message, sizeof(message), "le script de format a échoué sur cette ligne : %.*s",
                  (int)strcspn(err ? err : "?", "\n"), err ? err : "?");
         lua_settop(L, top);
+        if (hand_over_rejected(job, record_no, line_no, n, fields, lengths, message))
+            return 1;
         if (++job->script_errors >= MAX_SCRIPT_ERRORS) {
             job_fail(job, 0, str_printf("Le script de format « %s » échoue sur %d lignes : %s. "
                                         "Corrigez scripts/formats/%s.lua puis relancez l'import.",
@@ -1624,7 +1712,7 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
                                         job->format_name));
             return 1;
         }
-        return hand_over_rejected(job, record_no, line_no, n, fields, lengths, message);
+        return 0;
     }
     if (!lua_istable(L, -2)) {
         const char *reason = lua_isstring(L, -1) ? lua_tostring(L, -1) : "ligne refusée par le "
@@ -1646,6 +1734,7 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         int rec = lua_gettop(L) - 1;
         read_record(L, rec, &job->batch->arena, &row->in);
         read_warnings(L, rec, &job->batch->arena, row);
+        check_values(job, &job->batch->arena, row);
         read_plugin_fields(job, rec, &job->batch->arena, row);
     }
     lua_settop(L, top);
@@ -1658,10 +1747,12 @@ static void *mapping_thread(void *arg)
 
     job->read_rc = csvread_file(job->path, NULL, on_record, job, job->info, &job->read_err);
     if (job->batch) {
-        if (job->batch->count > 0)
-            batch_queue_push(&job->queue, job->batch);
-        else
-            batch_queue_give_back(&job->queue, job->batch);
+        if (job->batch->count > 0) {
+            job->batch->bytes = arena_size(&job->batch->arena);
+            batch_queue_push(&job->queue, job->batch, job->batch->bytes);
+        } else {
+            batch_queue_give_back(&job->queue, job->batch, 0);
+        }
         job->batch = NULL;
     }
     batch_queue_close(&job->queue);
@@ -1729,22 +1820,26 @@ static int run_pass(struct job *job)
             return 0;
         }
     }
-    batch_queue_init(&job->queue, (void *const *)batches, BATCH_COUNT);
+    batch_queue_init(&job->queue, (void *const *)batches, BATCH_COUNT, MAX_BYTES_IN_FLIGHT);
     job->batch = NULL;
     job->read_rc = 0;
     if (pthread_create(&thread, NULL, mapping_thread, job) != 0) {
         job_fail(job, 0, strdup("Impossible de lancer la lecture du fichier (thread)."));
     } else {
         while ((batch = batch_queue_pop(&job->queue))) {
+            /* Rows mapped before a failure of the mapping thread are still
+             * written: the run is rolled back, but the issues of its rows
+             * (the script errors that made it fail among them) are kept
+             * for staff. */
             for (size_t i = 0; i < batch->count && !stopped; i++) {
-                if (atomic_load(&job->failed) || write_row(job, &batch->rows[i])) {
+                if (write_row(job, &batch->rows[i])) {
                     stopped = 1;
                     batch_queue_stop(&job->queue);
                 }
             }
             batch->count = 0;
             arena_reset(&batch->arena);
-            batch_queue_give_back(&job->queue, batch);
+            batch_queue_give_back(&job->queue, batch, batch->bytes);
         }
         pthread_join(thread, NULL);
     }
@@ -1758,7 +1853,17 @@ static int run_pass(struct job *job)
 
 /* ---- run ------------------------------------------------------------------- */
 
-static int store_results(struct job *job, const struct csvread_info *info, const char *state,
+static long elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+/* Writes the run's issues and its import_run row, in the caller's
+ * transaction. */
+static int write_results(struct job *job, const struct csvread_info *info, const char *state,
                          const char *error, long duration_ms)
 {
     sqlite3_stmt *stmt;
@@ -1776,11 +1881,6 @@ static int store_results(struct job *job, const struct csvread_info *info, const
     else
         snprintf(separator, sizeof(separator), "%c", info->separator ? info->separator : '?');
 
-    if (db_begin(job->db) != SQLITE_OK) {
-        free(report_text);
-        free(header_text);
-        return SQLITE_ERROR;
-    }
     stmt = db_stmt(job->db, "INSERT INTO import_row_issue (run_id, record_no, line_no, kind, field,"
                             " message, person_id, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
     if (stmt && job->issues) {
@@ -1859,13 +1959,40 @@ static int store_results(struct job *job, const struct csvread_info *info, const
     }
     free(report_text);
     free(header_text);
-    if (rc != SQLITE_OK || db_commit(job->db) != SQLITE_OK) {
+    if (rc != SQLITE_OK)
         log_error("import", "run %lld: storing the results failed: %s", (long long)job->run_id,
                   sqlite3_errmsg(db_handle(job->db)));
+    return rc;
+}
+
+/* Writes the results in a transaction of their own: for a preview or a
+ * failed run, whose data transaction was rolled back. */
+static int store_results(struct job *job, const struct csvread_info *info, const char *state,
+                         const char *error, long duration_ms)
+{
+    if (db_begin(job->db) != SQLITE_OK)
+        return SQLITE_ERROR;
+    if (write_results(job, info, state, error, duration_ms) != SQLITE_OK ||
+        db_commit(job->db) != SQLITE_OK) {
         db_rollback(job->db);
         return SQLITE_ERROR;
     }
     return SQLITE_OK;
+}
+
+static void set_duration(struct job *job, long duration_ms)
+{
+    sqlite3_stmt *stmt =
+        db_stmt(job->db, "UPDATE import_run SET duration_ms = ?2 WHERE id = ?1");
+
+    if (!stmt)
+        return;
+    sqlite3_bind_int64(stmt, 1, job->run_id);
+    sqlite3_bind_int64(stmt, 2, duration_ms);
+    if (sqlite3_step(stmt) != SQLITE_DONE)
+        log_warn("import", "run %lld: storing the duration failed: %s", (long long)job->run_id,
+                 sqlite3_errmsg(db_handle(job->db)));
+    sqlite3_reset(stmt);
 }
 
 static void job_free(struct job *job)
@@ -1883,6 +2010,9 @@ static void job_free(struct job *job)
     for (size_t i = 0; i < UPDATE_CACHE_SIZE; i++)
         sqlite3_finalize(job->update_cache[i].stmt);
     free(job->plugin_rules);
+    for (size_t i = 0; i < job->galop_count; i++)
+        free(job->galop_codes[i]);
+    free(job->galop_codes);
     free(job->lengths);
     free(job->seen.bits);
     json_decref(job->samples);
@@ -1944,10 +2074,10 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
 {
     struct job job;
     struct csvread_info info;
-    struct timespec start, end;
+    struct timespec start;
     char *read_err = NULL;
     long duration_ms;
-    int rc, read_rc;
+    int rc, read_rc, results_stored = 0;
 
     memset(&job, 0, sizeof(job));
     memset(&info, 0, sizeof(info));
@@ -1980,7 +2110,13 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
              options->dry_run ? "preview" : "real run", options->replace ? ", replace" : "",
              options->filename);
 
-    if (load_policy(&job) == 0 && load_plugin_rules(&job) == 0) {
+    if (load_policy(&job) == 0) {
+        if (load_plugin_rules(&job) < 0)
+            job_fail(&job, 0, strdup("Mémoire insuffisante pour lancer l'import."));
+        else if (load_galop_codes(&job) < 0)
+            job_db_fail(&job, "lecture des niveaux de Galop");
+    }
+    if (!job.fatal) {
         struct import_indexes deferred;
         struct stat st;
         long long estimated_rows =
@@ -2029,9 +2165,17 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
             } else if (import_indexes_rebuild(db, &deferred) != SQLITE_OK) {
                 job_db_fail(&job, "reconstruction des index");
                 db_rollback(db);
+            } else if (write_results(&job, &info, "done", NULL, elapsed_ms(&start)) !=
+                       SQLITE_OK) {
+                /* Stored with the data, so that a run whose data was
+                 * committed is never left "running" by a kill. */
+                job_db_fail(&job, "enregistrement du rapport");
+                db_rollback(db);
             } else if (db_commit(db) != SQLITE_OK) {
                 job_db_fail(&job, "validation de l'import");
                 db_rollback(db);
+            } else {
+                results_stored = 1;
             }
             import_indexes_free(&deferred);
             break;
@@ -2040,8 +2184,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     }
     free(read_err);
 
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    duration_ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    duration_ms = elapsed_ms(&start);
     if (job.fatal) {
         /* Nothing of the data was kept: the counts describe nothing. */
         struct import_counts kept = job.counts;
@@ -2049,9 +2192,14 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
         job.counts.rows = kept.rows;
     }
     atomic_store(&progress->lines_done, atomic_load(&progress->lines_total));
-    rc = store_results(&job, &info, job.fatal ? "failed" : "done", job.fatal, duration_ms);
-    if (rc != SQLITE_OK && !job.fatal)
-        job_db_fail(&job, "enregistrement du rapport");
+    if (results_stored) {
+        /* The duration stored with the data left out the commit. */
+        set_duration(&job, duration_ms);
+    } else {
+        rc = store_results(&job, &info, job.fatal ? "failed" : "done", job.fatal, duration_ms);
+        if (rc != SQLITE_OK && !job.fatal)
+            job_db_fail(&job, "enregistrement du rapport");
+    }
 
     *counts = job.counts;
     if (job.fatal) {

@@ -431,62 +431,133 @@ class PluginFieldsTest(unittest.TestCase):
         self.assertEqual(cli.scalar("SELECT value FROM person_field WHERE person_id = ? AND key = 'taille_cm'", jean), "160")
 
 
+def club_scripts(tmp, lua_before_return):
+    """Copies scripts/ under tmp with lua_before_return inserted at the end
+    of the federation format's map(), and returns the copy's path."""
+    scripts = os.path.join(tmp, "scripts")
+    shutil.copytree(os.path.join(SOURCE_DIR, "scripts"), scripts)
+    ffe = os.path.join(scripts, "formats", "ffe.lua")
+    with open(ffe, encoding="utf-8") as f:
+        text = f.read()
+    end_of_map = "  return record\nend\n\nfunction format.selftest"
+    assert end_of_map in text
+    text = text.replace(end_of_map, lua_before_return + end_of_map, 1)
+    with open(ffe, "w", encoding="utf-8") as f:
+        f.write(text)
+    return scripts
+
+
 class RowRollbackTest(unittest.TestCase):
     """Rows run without a savepoint each; a row that the database refuses
     half-way makes the run start again with one savepoint per row."""
 
+    def setUp(self):
+        self.cli = CliImport()
+        # A club's script that writes values the person table refuses (sex
+        # must be F or M, galop a known level), for riders of one city.
+        scripts = club_scripts(self.cli.tmp, "  if record.city == \"Nulle-Part\" then\n"
+                                             "    record.sex = \"X\"\n"
+                                             "    record.galop = \"galop-12\"\n"
+                                             "  end\n")
+        self.env = dict(os.environ, LICOL_HOME=SOURCE_DIR, LICOL_SCRIPTS_DIR=scripts)
+
+    def run_file(self, lines):
+        path = os.path.join(self.cli.tmp, "file.csv")
+        with open(path, "wb") as f:
+            f.write("\r\n".join(lines + [""]).encode("cp1252"))
+        result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
+                                capture_output=True, env=self.env, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+        return json.loads(result.stdout), result.stderr.decode()
+
+    def test_refused_values_dropped_with_warning(self):
+        out, log = self.run_file(["Numéro licence;Nom;Prénom;Millésime;Ville",
+                                  "1234568B;Bizarre;Paul;2026;Nulle-Part"])
+        self.assertEqual(out["created"], 1)
+        self.assertNotIn("one savepoint per row", log)
+        row = self.cli.query("SELECT sex, galop, city FROM person")[0]
+        self.assertEqual(row, (None, None, "Nulle-Part"))
+        messages = dict(self.cli.query("SELECT field, message FROM import_row_issue"
+                                       " WHERE kind = 'warning'"))
+        self.assertIn("« X »", messages["sex"])
+        self.assertIn("« galop-12 »", messages["galop"])
+
     def test_refused_row_rolled_back_alone(self):
-        cli = CliImport()
-        scripts = os.path.join(cli.tmp, "scripts")
-        shutil.copytree(os.path.join(SOURCE_DIR, "scripts"), scripts)
-        ffe = os.path.join(scripts, "formats", "ffe.lua")
-        with open(ffe, encoding="utf-8") as f:
-            text = f.read()
-        # A club's script that writes a value the person table refuses
-        # (sex must be F or M), for riders of one city only.
-        text = text.replace("  return record\nend\n\nfunction format.selftest",
-                            "  if record.city == \"Nulle-Part\" then record.sex = \"X\" end\n"
-                            "  return record\nend\n\nfunction format.selftest", 1)
-        self.assertIn("Nulle-Part", text)
-        with open(ffe, "w", encoding="utf-8") as f:
-            f.write(text)
-        env = dict(os.environ, LICOL_HOME=SOURCE_DIR, LICOL_SCRIPTS_DIR=scripts)
-
-        def run(lines):
-            path = os.path.join(cli.tmp, "file.csv")
-            with open(path, "wb") as f:
-                f.write("\r\n".join(lines + [""]).encode("cp1252"))
-            result = subprocess.run([LICOL_BIN, "import", "--db", cli.db, "--json", path],
-                                    capture_output=True, env=env, timeout=60)
-            self.assertEqual(result.returncode, 0, result.stderr.decode())
-            return json.loads(result.stdout), result.stderr.decode()
-
-        out, _ = run(["Numéro licence;Nom;Prénom;Millésime",
-                      "1234567A;Dupont;Jean;2026",
-                      "1234568B;Bizarre;Paul;2026"])
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
+                                "1234567A;Dupont;Jean;2026",
+                                "1234568B;Bizarre;Paul;2026"])
         self.assertEqual(out["created"], 2)
-        paul = cli.scalar("SELECT id FROM person WHERE licence_number = '1234568B'")
-
-        # Paul's row fills his city (one audit entry written) before the
-        # person update fails: both must be undone, and only that row.
-        out, log = run(["Numéro licence;Nom;Prénom;Millésime;Ville",
-                        "1234567A;Dupont;Jean;2026;Lyon",
-                        "1234568B;Bizarre;Paul;2026;Nulle-Part",
-                        "1234569C;Durand;Lise;2026;Lyon"])
+        paul = self.cli.scalar("SELECT id FROM person WHERE licence_number = '1234568B'")
+        # An integrator's trigger (as a plugin migration may add) refuses
+        # one city. Paul's row fills his city (one audit entry written)
+        # before the person update fails: both must be undone, and only
+        # that row.
+        db = sqlite3.connect(self.cli.db)
+        db.execute("CREATE TRIGGER refuse_city BEFORE UPDATE OF city ON person"
+                   " WHEN NEW.city = 'Interdite' BEGIN SELECT RAISE(ABORT, 'ville refusée'); END")
+        db.commit()
+        db.close()
+        out, log = self.run_file(["Numéro licence;Nom;Prénom;Millésime;Ville",
+                                  "1234567A;Dupont;Jean;2026;Lyon",
+                                  "1234568B;Bizarre;Paul;2026;Interdite",
+                                  "1234569C;Durand;Lise;2026;Lyon"])
         self.assertIn("one savepoint per row", log)
         self.assertEqual(out["updated"], 1)
         self.assertEqual(out["created"], 1)
         self.assertEqual(out["rejected"], 1)
-        self.assertIsNone(cli.scalar("SELECT city FROM person WHERE id = ?", paul))
-        self.assertIsNone(cli.scalar("SELECT sex FROM person WHERE id = ?", paul))
-        self.assertEqual(cli.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
-                                    " AND action = 'update'", paul), 0)
-        self.assertEqual(cli.scalar("SELECT city FROM person WHERE licence_number = '1234567A'"),
-                         "Lyon")
-        reasons = [m for (m,) in cli.query("SELECT message FROM import_row_issue"
-                                           " WHERE kind = 'rejected'")]
+        self.assertIsNone(self.cli.scalar("SELECT city FROM person WHERE id = ?", paul))
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
+                                         " AND action = 'update'", paul), 0)
+        self.assertEqual(self.cli.scalar("SELECT city FROM person"
+                                         " WHERE licence_number = '1234567A'"), "Lyon")
+        reasons = [m for (m,) in self.cli.query("SELECT message FROM import_row_issue"
+                                                " WHERE kind = 'rejected'")]
         self.assertEqual(len(reasons), 1)
         self.assertIn("contredit", reasons[0])
+
+
+class ScriptFailureTest(unittest.TestCase):
+    """A format script that fails on many rows stops the run; the rows it
+    failed on are still listed for staff."""
+
+    def test_failed_run_keeps_rejected_rows(self):
+        cli = CliImport()
+        scripts = club_scripts(cli.tmp, "  if record.city == \"Erreur\" then"
+                                        " error(\"ville en erreur\") end\n")
+        path = os.path.join(cli.tmp, "errors.csv")
+        lines = ["Numéro licence;Nom;Prénom;Millésime;Ville"]
+        for i in range(600):
+            city = "Erreur" if 500 <= i < 520 else "Lyon"
+            lines.append("%07dA;Nom%d;Prénom;2026;%s" % (1000000 + i, i, city))
+        with open(path, "wb") as f:
+            f.write("\r\n".join(lines + [""]).encode("cp1252"))
+        env = dict(os.environ, LICOL_HOME=SOURCE_DIR, LICOL_SCRIPTS_DIR=scripts)
+        result = subprocess.run([LICOL_BIN, "import", "--db", cli.db, "--json", path],
+                                capture_output=True, env=env, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("Corrigez scripts/formats/ffe.lua", result.stderr.decode())
+        self.assertEqual(cli.scalar("SELECT COUNT(*) FROM person"), 0)
+        self.assertEqual(cli.scalar("SELECT state FROM import_run"), "failed")
+        rejected = cli.query("SELECT line_no, message FROM import_row_issue"
+                             " WHERE kind = 'rejected' ORDER BY line_no")
+        self.assertEqual([line for (line, _) in rejected], list(range(502, 522)))
+        self.assertTrue(all("ville en erreur" in m for (_, m) in rejected), rejected[:2])
+
+
+class ProtectedCellsTest(unittest.TestCase):
+    def test_apostrophe_of_download_removed(self):
+        # The rejected-rows download writes '=, '+, '- and '@ so that a
+        # spreadsheet does not run the cell; importing it again removes
+        # the apostrophe and keeps the rest of the value.
+        cli = CliImport()
+        path = os.path.join(cli.tmp, "protected.csv")
+        with open(path, "wb") as f:
+            f.write(("Numéro licence;Nom;Prénom;Millésime;Ville\r\n"
+                     "1234567A;'-Dupont;'@Jean;2026;'=Lyon\r\n").encode("cp1252"))
+        out = cli.json(path)
+        self.assertEqual(out["created"], 1)
+        self.assertEqual(cli.query("SELECT last_name, first_name, city FROM person"),
+                         [("-Dupont", "@Jean", "=Lyon")])
 
 
 class LargeImportTest(unittest.TestCase):

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdalign.h>
 #include <string.h>
+#include <time.h>
 
 #include "arena.h"
 #include "batch_queue.h"
@@ -85,6 +86,7 @@ struct test_batch {
 
 struct producer {
     struct batch_queue *queue;
+    size_t bytes_per_batch;
     int produced;
     int stopped_early;
 };
@@ -106,15 +108,15 @@ static void *produce(void *arg)
         batch->values[batch->count++] = i;
         p->produced++;
         if (batch->count == 64) {
-            batch_queue_push(p->queue, batch);
+            batch_queue_push(p->queue, batch, p->bytes_per_batch);
             batch = NULL;
         }
     }
     if (batch) {
         if (batch->count > 0)
-            batch_queue_push(p->queue, batch);
+            batch_queue_push(p->queue, batch, p->bytes_per_batch);
         else
-            batch_queue_give_back(p->queue, batch);
+            batch_queue_give_back(p->queue, batch, 0);
     }
     batch_queue_close(p->queue);
     return NULL;
@@ -125,18 +127,18 @@ static void queue_keeps_order(void **unused)
     struct test_batch storage[3];
     void *batches[3] = {&storage[0], &storage[1], &storage[2]};
     struct batch_queue queue;
-    struct producer producer = {&queue, 0, 0};
+    struct producer producer = {&queue, 64, 0, 0};
     struct test_batch *batch;
     pthread_t thread;
     int expected = 0;
 
     (void)unused;
-    batch_queue_init(&queue, batches, 3);
+    batch_queue_init(&queue, batches, 3, 1000000);
     assert_int_equal(pthread_create(&thread, NULL, produce, &producer), 0);
     while ((batch = batch_queue_pop(&queue))) {
         for (int i = 0; i < batch->count; i++)
             assert_int_equal(batch->values[i], expected++);
-        batch_queue_give_back(&queue, batch);
+        batch_queue_give_back(&queue, batch, producer.bytes_per_batch);
     }
     pthread_join(thread, NULL);
     assert_int_equal(expected, ITEMS);
@@ -151,25 +153,61 @@ static void queue_stop_ends_producer(void **unused)
     struct test_batch storage[2];
     void *batches[2] = {&storage[0], &storage[1]};
     struct batch_queue queue;
-    struct producer producer = {&queue, 0, 0};
+    struct producer producer = {&queue, 64, 0, 0};
     struct test_batch *batch;
     pthread_t thread;
     int popped = 0;
 
     (void)unused;
-    batch_queue_init(&queue, batches, 2);
+    batch_queue_init(&queue, batches, 2, 1000000);
     assert_int_equal(pthread_create(&thread, NULL, produce, &producer), 0);
     /* The consumer stops after the first batch, as an import does on a
      * database error, and still drains what was pushed. */
     while ((batch = batch_queue_pop(&queue))) {
         if (++popped == 1)
             batch_queue_stop(&queue);
-        batch_queue_give_back(&queue, batch);
+        batch_queue_give_back(&queue, batch, producer.bytes_per_batch);
     }
     pthread_join(thread, NULL);
     assert_int_equal(producer.stopped_early, 1);
     assert_true(producer.produced < ITEMS);
     assert_true(popped <= 3);
+    batch_queue_destroy(&queue);
+}
+
+static void queue_bounds_bytes_in_flight(void **unused)
+{
+    struct test_batch storage[4];
+    void *batches[4] = {&storage[0], &storage[1], &storage[2], &storage[3]};
+    struct batch_queue queue;
+    /* Each batch counts 80 bytes against a budget of 100: the producer
+     * may hand over a second batch (80 in flight), then must wait. */
+    struct producer producer = {&queue, 80, 0, 0};
+    struct test_batch *batch;
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    pthread_t thread;
+    size_t waiting;
+    int expected = 0;
+
+    (void)unused;
+    batch_queue_init(&queue, batches, 4, 100);
+    assert_int_equal(pthread_create(&thread, NULL, produce, &producer), 0);
+    batch = batch_queue_pop(&queue);
+    assert_non_null(batch);
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&queue.lock);
+    waiting = queue.full_count;
+    pthread_mutex_unlock(&queue.lock);
+    /* Without the budget, the three other batches would be full. */
+    assert_true(waiting <= 1);
+    do {
+        for (int i = 0; i < batch->count; i++)
+            assert_int_equal(batch->values[i], expected++);
+        batch_queue_give_back(&queue, batch, producer.bytes_per_batch);
+    } while ((batch = batch_queue_pop(&queue)));
+    pthread_join(thread, NULL);
+    assert_int_equal(expected, ITEMS);
+    assert_int_equal(queue.bytes_in_flight, 0);
     batch_queue_destroy(&queue);
 }
 
@@ -181,6 +219,7 @@ int main(void)
         cmocka_unit_test(arena_reset_reuses_blocks),
         cmocka_unit_test(queue_keeps_order),
         cmocka_unit_test(queue_stop_ends_producer),
+        cmocka_unit_test(queue_bounds_bytes_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
