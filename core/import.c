@@ -924,27 +924,14 @@ static int update_person(struct job *job, int64_t id, const char *const values[C
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Adds the client role to a person without any role. Returns 1 when added,
- * 0 when the person had roles, -1 on error. */
-static int ensure_role(struct job *job, int64_t id, int is_new)
+/* Adds the client role to a person without any role: a new person, or a
+ * known one whose has_roles the caller read with the person. Returns 1
+ * when added, 0 when the person had roles, -1 on error. */
+static int ensure_role(struct job *job, int64_t id, int is_new, int has_roles)
 {
     sqlite3_stmt *stmt;
-    int rc, has_roles = 0;
+    int rc;
 
-    /* Two simple statements rather than one INSERT ... SELECT: a
-     * single-row INSERT needs no statement journal inside the row's
-     * savepoint, which makes it several times cheaper. */
-    if (!is_new) {
-        stmt = db_stmt(job->db, "SELECT 1 FROM person_role WHERE person_id = ?1 LIMIT 1");
-        if (!stmt)
-            return -1;
-        sqlite3_bind_int64(stmt, 1, id);
-        rc = sqlite3_step(stmt);
-        sqlite3_reset(stmt);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            return -1;
-        has_roles = rc == SQLITE_ROW;
-    }
     if (has_roles)
         return 0;
     stmt = db_stmt(job->db, "INSERT INTO person_role (person_id, role) VALUES (?1, 'client')");
@@ -993,6 +980,8 @@ static int upsert_licence(struct job *job, int64_t id, const struct licence_in *
     if (in->season <= 0 || !in->number)
         return 0;
     snprintf(field, sizeof(field), "licence:%ld", in->season);
+    if (is_new)
+        goto insert; /* a person created by this row has no licence yet */
     stmt = db_stmt(job->db, "SELECT number, type, category, club, taken_on FROM licence"
                             " WHERE person_id = ?1 AND season = ?2");
     if (!stmt)
@@ -1044,6 +1033,7 @@ static int upsert_licence(struct job *job, int64_t id, const struct licence_in *
     if (rc != SQLITE_DONE)
         return -1;
 
+insert:
     stmt = db_stmt(job->db, "INSERT INTO licence (person_id, season, number, type, category, club,"
                             " taken_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (!stmt)
@@ -1170,7 +1160,7 @@ static int link_guardian(struct job *job, int64_t child_id, const struct guardia
         values[COL_MOBILE] = g->mobile;
         guardian_id = insert_person(job, values);
         if (guardian_id < 0 || audit(job, guardian_id, "create", NULL, NULL, "responsable légal") ||
-            ensure_role(job, guardian_id, 1) < 0)
+            ensure_role(job, guardian_id, 1, 0) < 0)
             return -1;
         job->counts.created++;
         seen_add(&job->seen, guardian_id);
@@ -1379,7 +1369,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
      * only; past that, no JSON is built. */
     json_t *changes = json_array_size(job->samples) < IMPORT_SAMPLE_CHANGES ? json_array() : NULL;
     int changed = 0, rc;
-    int first_seen;
+    int first_seen, has_roles = 0;
 
     if (is_empty(in.values[COL_LAST_NAME]) && is_empty(in.values[COL_FIRST_NAME])) {
         reject_row(job, "ni nom ni prénom : la ligne ne désigne personne");
@@ -1401,7 +1391,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
         id = insert_person(job, in.values);
         if (id < 0)
             goto db_error;
-        if (audit(job, id, "create", NULL, NULL, NULL) != SQLITE_OK || ensure_role(job, id, 1) < 0)
+        if (audit(job, id, "create", NULL, NULL, NULL) != SQLITE_OK || ensure_role(job, id, 1, 0) < 0)
             goto db_error;
         for (int c = 0; c < COL_COUNT; c++) {
             if (in.values[c])
@@ -1430,7 +1420,8 @@ static int process_record(struct job *job, const struct mapped_row *row)
             job->db, "SELECT last_name, first_name, birth_date, sex, email, email_invalid, phone,"
                      " mobile, address, address2, postcode, city, country, licence_number,"
                      " licence_raw, galop,"
-                     " (SELECT MAX(season) FROM licence WHERE person_id = person.id)"
+                     " (SELECT MAX(season) FROM licence WHERE person_id = person.id),"
+                     " EXISTS (SELECT 1 FROM person_role WHERE person_id = person.id)"
                      " FROM person WHERE id = ?1");
         char *old[COL_COUNT] = {0};
         const char *merged[COL_COUNT];
@@ -1451,6 +1442,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
         stored_season = sqlite3_column_type(stmt, COL_COUNT) == SQLITE_NULL
                             ? 0
                             : (long)sqlite3_column_int64(stmt, COL_COUNT);
+        has_roles = sqlite3_column_int(stmt, COL_COUNT + 1);
         sqlite3_reset(stmt);
         newest = in.licence.season > 0 && in.licence.season >= stored_season;
 
@@ -1485,7 +1477,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
     if (rc < 0)
         goto db_error;
     changed |= rc;
-    rc = ensure_role(job, id, 0);
+    rc = ensure_role(job, id, 0, has_roles);
     if (rc < 0)
         goto db_error;
     changed |= rc;
