@@ -1565,6 +1565,17 @@ static int run_savepoint(struct job *job, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Fails the run if the server asked running imports to stop. Called by
+ * both threads, so that a stop is obeyed until the commit. */
+static int check_cancel(struct job *job)
+{
+    if (!atomic_load(&job->progress->cancel))
+        return 0;
+    job_fail(job, 0, strdup("L'import a été interrompu par l'arrêt du serveur : rien n'a "
+                            "été modifié. Relancez-le."));
+    return 1;
+}
+
 /* Mapping thread: returns the next free row of the batch being filled,
  * handing the batch over once it holds BATCH_ROWS rows or BATCH_MAX_BYTES. Returns NULL once the writing
  * thread has stopped. */
@@ -1627,11 +1638,8 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         return handle_header(job, n, fields);
 
     atomic_store(&job->progress->lines_done, line_no);
-    if (atomic_load(&job->progress->cancel)) {
-        job_fail(job, 0, strdup("L'import a été interrompu par l'arrêt du serveur : rien n'a "
-                                "été modifié. Relancez-le."));
+    if (check_cancel(job))
         return 1;
-    }
     if (atomic_load(&job->failed))
         return 1;
     if (row_is_blank(n, fields, lengths))
@@ -1823,6 +1831,10 @@ static int run_pass(struct job *job)
              * written: the run is rolled back, but the issues of its rows
              * (the script errors that made it fail among them) are kept
              * for staff. */
+            if (!stopped && check_cancel(job)) {
+                stopped = 1;
+                batch_queue_stop(&job->queue);
+            }
             for (size_t i = 0; i < batch->count && !stopped; i++) {
                 if (write_row(job, &batch->rows[i])) {
                     stopped = 1;
@@ -2152,7 +2164,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
             }
             /* A preview rolls back, which brings the set-aside indexes
              * back without building them. */
-            if (job.fatal || options->dry_run) {
+            if (job.fatal || options->dry_run || check_cancel(&job)) {
                 db_rollback(db);
             } else if (import_indexes_rebuild(db, &deferred) != SQLITE_OK) {
                 job_db_fail(&job, "reconstruction des index");
