@@ -3,75 +3,31 @@
  * scripts, matching, merging and writing. Run bookkeeping (creation,
  * reports, undo, rejected rows) is in import_run.c.
  *
- * Per row: the format script's map(row, cols) returns a record table (or
- * nil and a reason). The record is read into struct incoming, matched to a
- * known person, merged field by field with the rule of scripts/merge.lua,
- * and written inside a savepoint, so a row that fails half-way leaves
- * nothing behind.
+ * Per row: the mapping thread (import_map.c) runs the format script's
+ * map(row, cols) and copies the record into a struct mapped_row. This file,
+ * the writing thread, matches it to a known person, merges it field by
+ * field with the rule of scripts/merge.lua, and writes it in the run's
+ * transaction. A row that the database refuses half-way cannot be undone
+ * alone without a savepoint, so the run then starts over with one
+ * savepoint per row.
  *
  * Matching: a valid licence number first; otherwise the folded last name,
  * first name and birth date (person.match_key). An e-mail alone never
  * matches, because families share one. Several candidates, or a candidate
  * whose licence number differs, set the row aside for staff ("à vérifier").
  */
-#include "import.h"
-#include "csvread.h"
+#include "import_job.h"
 #include "import_index.h"
-#include "arena.h"
-#include "batch_queue.h"
-#include "fields.h"
 #include "log.h"
 #include "normalize.h"
 #include "person.h"
 #include "script.h"
 
 #include <lauxlib.h>
-#include <lua.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-#define MAX_SCRIPT_ERRORS 20 /* a broken format script aborts the run after this many rows */
-#define BATCH_ROWS 256       /* mapped rows handed over at a time to the writing thread */
-#define BATCH_COUNT 4        /* batches in flight; with BATCH_ROWS, bounds the memory used */
-#define UPDATE_CACHE_SIZE 32 /* person UPDATE statements kept, one per set of changed columns */
-#define CHECKED_VALUES 2     /* values that check_values() may drop: sex and galop */
-/* A batch is handed over once its copies reach this size, and the mapping
- * thread waits while the batches handed over hold more than
- * MAX_BYTES_IN_FLIGHT, so that rows of very wide files (csvread allows
- * 256 fields of 64 KiB) do not multiply memory by BATCH_ROWS. */
-#define BATCH_MAX_BYTES (1024 * 1024)
-#define MAX_BYTES_IN_FLIGHT (2 * 1024 * 1024)
-
-/* Core person columns an import may set, in the order of the SQL below. */
-enum column {
-    COL_LAST_NAME,
-    COL_FIRST_NAME,
-    COL_BIRTH_DATE,
-    COL_SEX,
-    COL_EMAIL,
-    COL_EMAIL_INVALID,
-    COL_PHONE,
-    COL_MOBILE,
-    COL_ADDRESS,
-    COL_ADDRESS2,
-    COL_POSTCODE,
-    COL_CITY,
-    COL_COUNTRY,
-    COL_LICENCE_NUMBER,
-    COL_LICENCE_RAW,
-    COL_GALOP,
-    COL_COUNT
-};
-
-static const char *const column_names[COL_COUNT] = {
-    "last_name", "first_name", "birth_date", "sex",      "email",   "email_invalid",
-    "phone",     "mobile",     "address",    "address2", "postcode", "city",
-    "country",   "licence_number", "licence_raw", "galop",
-};
 
 static const char *const column_labels[COL_COUNT] = {
     "Nom",     "Prénom",  "Date de naissance",   "Sexe",  "E-mail", "E-mail invalide",
@@ -79,147 +35,6 @@ static const char *const column_labels[COL_COUNT] = {
     "Pays",    "Numéro de licence", "Licence (valeur non reconnue)", "Galop",
 };
 
-enum merge_rule { RULE_FILL, RULE_NEWEST, RULE_KEEP };
-
-struct licence_in {
-    long season;
-    const char *number, *type, *category, *club, *taken_on;
-};
-
-struct guardian_in {
-    const char *last_name, *first_name, *email, *phone, *mobile;
-};
-
-struct incoming {
-    const char *values[COL_COUNT];
-    const char *email2;
-    struct licence_in licence;
-    int has_guardian;
-    struct guardian_in guardian;
-};
-
-struct warning_in {
-    const char *field, *message;
-};
-
-/* One row as the mapping thread hands it to the writing thread. Every
- * string is a copy in the batch's arena, because the Lua values it came
- * from are collected once the next row is mapped. */
-struct mapped_row {
-    long record_no, line_no;
-    char **fields; /* the file's fields, for issue records */
-    size_t nfields;
-    const char *rejected; /* the mapping rejected the row for this French reason */
-    struct incoming in;
-    struct warning_in *warnings;
-    size_t nwarnings;
-    /* Plugin fields by catalogue index minus core_count: the value, and
-     * the French message when fields_validate() rejected it. */
-    const char **plugin_values;
-    const char **plugin_errors;
-};
-
-struct mapped_batch {
-    struct arena arena;
-    size_t bytes; /* handed over with the batch: its arena's size then */
-    size_t count;
-    struct mapped_row rows[BATCH_ROWS];
-};
-
-/* Person ids already touched by this run, as a bitmap indexed by id: its
- * size follows the largest person id (about 90 KB for 700,000 people), not
- * the number of rows, so memory stays flat on a national-scale file. */
-struct seen_set {
-    uint64_t *bits;
-    size_t words;
-};
-
-/* Issues are written to a temporary file as the run goes and stored in
- * import_row_issue after the data transaction (which a preview rolls
- * back), so that memory does not grow with the number of issues. Each is
- * one record: the fixed header below, then field, message and raw, each
- * NUL-terminated (field and raw empty when absent). */
-struct issue_header {
-    long record_no, line_no;
-    int64_t person_id;
-    char kind; /* 'r' rejected, 's' set aside, 'w' warning */
-};
-
-struct job {
-    struct db *db;
-    struct script_state *state;
-    lua_State *L;
-    const struct fields_catalogue *catalogue;
-    int64_t run_id;
-    const struct import_options *options;
-    struct import_progress *progress;
-    import_progress_fn on_progress;
-    void *userdata;
-    struct import_counts counts;
-    char now[32];
-
-    int header_seen;
-    size_t header_count;
-    json_t *header;
-    int format_instance;
-    char format_name[64];
-    char format_label[160];
-    int cols_ref;
-    int row_ref;
-    size_t row_len;
-    int script_errors;
-    int row_hook; /* a plugin handles import_row_mapped */
-
-    enum merge_rule rules[COL_COUNT];
-    enum merge_rule default_rule;
-    int policy_ref;                  /* the policy table */
-    enum merge_rule *plugin_rules;   /* by catalogue index minus core_count */
-    char **galop_codes;              /* galop_level.code, read before the run */
-    size_t galop_count;
-
-    struct {
-        unsigned mask;
-        sqlite3_stmt *stmt;
-    } update_cache[UPDATE_CACHE_SIZE];
-
-    struct seen_set seen;
-    json_t *samples;
-    FILE *issues;        /* temporary file of issue records */
-    long stored_warnings; /* warnings written to it, at most IMPORT_MAX_STORED_ISSUES */
-
-    /* the row being processed, for issue records */
-    long record_no, line_no;
-    size_t nfields;
-    char **fields;
-
-    /* Rows run without a savepoint of their own unless row_savepoints is
-     * set. A row that has to be rolled back alone then sets restart, and
-     * the run starts over from the first row with savepoints. */
-    int row_savepoints;
-    int restart;
-
-    /* The file is read and mapped on a thread of its own (the mapping
-     * thread: csvread and Lua) while the calling thread writes (the
-     * writing thread: SQLite). During a pass, the mapping thread alone
-     * uses L, the fields from header_seen to row_hook, counts.rows and
-     * the fields marked below; the writing thread uses the rest.
-     * job_fail() may be called from both. */
-    const char *path;
-    struct csvread_info *info;
-    char *read_err;
-    int read_rc;
-    struct batch_queue queue;
-    struct mapped_batch *batch; /* mapping thread: the batch being filled */
-    size_t *lengths;            /* mapping thread: field lengths after unprotecting */
-    size_t lengths_size;
-    pthread_mutex_t fail_lock;
-    atomic_int failed;
-
-    char *fatal;       /* French reason the run stops */
-    int file_rejected; /* the fatal reason is the file, not the database */
-    char encoding[16];
-    char separator;
-};
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -233,7 +48,7 @@ static int same(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-static void job_fail(struct job *job, int file_rejected, char *message)
+void job_fail(struct job *job, int file_rejected, char *message)
 {
     pthread_mutex_lock(&job->fail_lock);
     if (job->fatal) {
@@ -499,269 +314,7 @@ static int should_take(enum merge_rule rule, const char *stored, const char *inc
     return replace;
 }
 
-/* ---- header --------------------------------------------------------------- */
-
-static void format_name_from_file(const char *file, char *out, size_t size)
-{
-    const char *base = strrchr(file, '/');
-    size_t len;
-
-    base = base ? base + 1 : file;
-    len = strcspn(base, ".");
-    snprintf(out, size, "%.*s", (int)len, base);
-}
-
-static int handle_header(struct job *job, size_t n, char **fields)
-{
-    lua_State *L = job->L;
-    int top = lua_gettop(L);
-    size_t formats = script_module_count(job->state, SCRIPT_MOD_FORMATS);
-    long best_score = 0;
-    int best = -1;
-    struct buf missing_text;
-
-    job->header_seen = 1;
-    job->header_count = n;
-    job->header = json_array();
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        json_t *name = json_string(fields[i]);
-        json_array_append_new(job->header, name ? name : json_string(""));
-        script_push_string(job->state, fields[i], strlen(fields[i]));
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    int headers_index = lua_gettop(L);
-
-    buf_init(&missing_text, 64 * 1024);
-    for (size_t f = 0; f < formats; f++) {
-        char name[64];
-        long score;
-
-        format_name_from_file(script_module_file(job->state, SCRIPT_MOD_FORMATS, f), name,
-                              sizeof(name));
-        if (strcmp(job->options->format, "auto") != 0 && strcmp(job->options->format, name) != 0)
-            continue;
-        if (script_push_function(job->state, SCRIPT_MOD_FORMATS, f, SCRIPT_FORMAT_DETECT) < 0)
-            continue;
-        lua_pushvalue(L, headers_index);
-        if (script_call(job->state, 1, 4, "format detect()") < 0) {
-            log_warn("import", "run %lld: detect() of format %s failed", (long long)job->run_id,
-                     name);
-            continue;
-        }
-        score = (long)lua_tointeger(L, -4);
-        if (score > best_score && lua_istable(L, -3)) {
-            best_score = score;
-            best = (int)f;
-            if (job->cols_ref != LUA_NOREF)
-                luaL_unref(L, LUA_REGISTRYINDEX, job->cols_ref);
-            lua_pushvalue(L, -3);
-            job->cols_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-            snprintf(job->format_name, sizeof(job->format_name), "%s", name);
-            snprintf(job->format_label, sizeof(job->format_label), "%s",
-                     lua_isstring(L, -1) ? lua_tostring(L, -1) : name);
-        } else if (score <= 0 && lua_istable(L, -2)) {
-            buf_printf(&missing_text, "%s« %s » : il manque ", missing_text.len ? " ; " : "",
-                       lua_isstring(L, -1) ? lua_tostring(L, -1) : name);
-            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -2); i++) {
-                lua_rawgeti(L, -2, i);
-                buf_printf(&missing_text, "%s%s", i > 1 ? ", " : "", lua_tostring(L, -1));
-                lua_pop(L, 1);
-            }
-        }
-        lua_settop(L, headers_index);
-    }
-
-    if (best < 0) {
-        char *found = json_dumps(job->header, JSON_COMPACT);
-        if (formats == 0)
-            job_fail(job, 1, strdup("Aucun format d'import n'est installé (scripts/formats/)."));
-        else if (strcmp(job->options->format, "auto") != 0 && missing_text.len == 0)
-            job_fail(job, 1, str_printf("Format « %s » inconnu. Choisissez « auto » ou l'un des "
-                                        "fichiers de scripts/formats/.",
-                                        job->options->format));
-        else
-            job_fail(job, 1,
-                     str_printf("Colonnes non reconnues : ce fichier ne correspond à aucun format "
-                                "connu. Colonnes attendues, par format : %s. Colonnes trouvées "
-                                "dans le fichier : %s. Vérifiez que vous avez exporté la bonne "
-                                "liste, ou ajoutez vos noms de colonnes dans scripts/formats/.",
-                                missing_text.len ? missing_text.data : "?", found ? found : "?"));
-        free(found);
-        buf_free(&missing_text);
-        lua_settop(L, top);
-        return 1;
-    }
-    buf_free(&missing_text);
-    job->format_instance = best;
-    lua_settop(L, top);
-
-    lua_createtable(L, (int)n, 0);
-    job->row_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    log_info("import", "run %lld: format %s (score %ld), %zu columns", (long long)job->run_id,
-             job->format_name, best_score, n);
-    return 0;
-}
-
-/* ---- reading a record table ------------------------------------------------- */
-
-/* Returns a copy of the string at key, or NULL when it is absent, not a
- * string, or empty. */
-static const char *copy_string(lua_State *L, int table, const char *key, struct arena *arena)
-{
-    const char *copy = NULL;
-    size_t len;
-
-    lua_getfield(L, table, key);
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        const char *s = lua_tolstring(L, -1, &len);
-        if (len > 0)
-            copy = arena_strndup(arena, s, len);
-    }
-    lua_pop(L, 1);
-    return copy;
-}
-
-static void read_record(lua_State *L, int rec, struct arena *arena, struct incoming *in)
-{
-    memset(in, 0, sizeof(*in));
-    for (int c = 0; c < COL_COUNT; c++)
-        in->values[c] = copy_string(L, rec, column_names[c], arena);
-    in->email2 = copy_string(L, rec, "email2", arena);
-
-    lua_getfield(L, rec, "licence");
-    if (lua_istable(L, -1)) {
-        int t = lua_gettop(L);
-        lua_getfield(L, t, "season");
-        in->licence.season = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : 0;
-        lua_pop(L, 1);
-        in->licence.number = copy_string(L, t, "number", arena);
-        in->licence.type = copy_string(L, t, "type", arena);
-        in->licence.category = copy_string(L, t, "category", arena);
-        in->licence.club = copy_string(L, t, "club", arena);
-        in->licence.taken_on = copy_string(L, t, "taken_on", arena);
-    }
-    lua_pop(L, 1);
-
-    lua_getfield(L, rec, "guardian");
-    if (lua_istable(L, -1)) {
-        int t = lua_gettop(L);
-        in->guardian.last_name = copy_string(L, t, "last_name", arena);
-        in->guardian.first_name = copy_string(L, t, "first_name", arena);
-        in->guardian.email = copy_string(L, t, "email", arena);
-        in->guardian.phone = copy_string(L, t, "phone", arena);
-        in->guardian.mobile = copy_string(L, t, "mobile", arena);
-        in->has_guardian = in->guardian.last_name || in->guardian.first_name;
-    }
-    lua_pop(L, 1);
-}
-
-/* Copies the record's warnings list ({field =, message =} tables). */
-static void read_warnings(lua_State *L, int rec, struct arena *arena, struct mapped_row *row)
-{
-    row->warnings = NULL;
-    row->nwarnings = 0;
-    lua_getfield(L, rec, "warnings");
-    if (lua_istable(L, -1)) {
-        size_t n = (size_t)lua_rawlen(L, -1);
-        /* Room for the warnings of check_values() as well. */
-        row->warnings = arena_alloc(arena, (n + CHECKED_VALUES) * sizeof(*row->warnings));
-        for (size_t i = 1; row->warnings && i <= n; i++) {
-            lua_rawgeti(L, -1, (lua_Integer)i);
-            if (lua_istable(L, -1)) {
-                int t = lua_gettop(L);
-                const char *message = copy_string(L, t, "message", arena);
-                if (message) {
-                    row->warnings[row->nwarnings].field = copy_string(L, t, "field", arena);
-                    row->warnings[row->nwarnings].message = message;
-                    row->nwarnings++;
-                }
-            }
-            lua_pop(L, 1);
-        }
-    } else {
-        row->warnings = arena_alloc(arena, CHECKED_VALUES * sizeof(*row->warnings));
-    }
-    lua_pop(L, 1);
-}
-
-static int galop_known(const struct job *job, const char *code)
-{
-    for (size_t i = 0; i < job->galop_count; i++) {
-        if (!strcmp(job->galop_codes[i], code))
-            return 1;
-    }
-    return 0;
-}
-
-/* Drops, with a warning, a value of the club's script that the person
- * table would refuse (the CHECK on sex, the reference to galop_level),
- * so that the row is imported without it rather than refused by the
- * database half-way. */
-static void check_values(const struct job *job, struct arena *arena, struct mapped_row *row)
-{
-    const char **sex = &row->in.values[COL_SEX];
-    const char **galop = &row->in.values[COL_GALOP];
-    const char *field = NULL;
-    char message[300];
-
-    if (!row->warnings)
-        return;
-    if (*sex && strcmp(*sex, "F") != 0 && strcmp(*sex, "M") != 0) {
-        snprintf(message, sizeof(message),
-                 "sexe « %.100s » non enregistré : seules les valeurs F et M sont possibles ; "
-                 "vérifiez la colonne ou le script de format",
-                 *sex);
-        field = "sex";
-        *sex = NULL;
-    } else if (*galop && !galop_known(job, *galop)) {
-        snprintf(message, sizeof(message),
-                 "niveau de Galop « %.100s » inconnu de Licol : non enregistré ; vérifiez le "
-                 "script de format",
-                 *galop);
-        field = "galop";
-        *galop = NULL;
-    }
-    if (field) {
-        row->warnings[row->nwarnings].field = field;
-        row->warnings[row->nwarnings].message = arena_strndup(arena, message, strlen(message));
-        row->nwarnings++;
-        /* Both values may be wrong: check the other one too. */
-        check_values(job, arena, row);
-    }
-}
-
-/* Copies the plugin field values of the record and validates them here,
- * because validation may run a plugin's Lua function. */
-static void read_plugin_fields(struct job *job, int rec, struct arena *arena,
-                               struct mapped_row *row)
-{
-    size_t count = job->catalogue->count - job->catalogue->core_count;
-
-    row->plugin_values = NULL;
-    row->plugin_errors = NULL;
-    if (count == 0)
-        return;
-    row->plugin_values = arena_alloc(arena, count * sizeof(*row->plugin_values));
-    row->plugin_errors = arena_alloc(arena, count * sizeof(*row->plugin_errors));
-    if (!row->plugin_values || !row->plugin_errors) {
-        row->plugin_values = row->plugin_errors = NULL;
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const struct field_def *def = &job->catalogue->fields[job->catalogue->core_count + i];
-        const char *value = copy_string(job->L, rec, def->key, arena);
-        char *err = NULL;
-
-        row->plugin_values[i] = value;
-        row->plugin_errors[i] = NULL;
-        if (value && fields_validate(job->catalogue, def->key, value, job->state, &err) < 0) {
-            const char *message = err ? err : "valeur invalide";
-            row->plugin_errors[i] = arena_strndup(arena, message, strlen(message));
-        }
-        free(err);
-    }
-}
+/* ---- issues of a mapped row ------------------------------------------------- */
 
 static void record_warnings(struct job *job, const struct mapped_row *row, int64_t person_id)
 {
@@ -1540,18 +1093,7 @@ db_error:
     return -1;
 }
 
-/* ---- per record callback ---------------------------------------------------- */
-
-static int row_is_blank(size_t n, char **fields, const size_t *lengths)
-{
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < lengths[i]; j++) {
-            if (fields[i][j] != ' ' && fields[i][j] != '\t')
-                return 0;
-        }
-    }
-    return 1;
-}
+/* ---- writing thread ---------------------------------------------------------- */
 
 static int run_savepoint(struct job *job, const char *sql)
 {
@@ -1563,200 +1105,6 @@ static int run_savepoint(struct job *job, const char *sql)
     rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* Fails the run if the server asked running imports to stop. Called by
- * both threads, so that a stop is obeyed until the commit. */
-static int check_cancel(struct job *job)
-{
-    if (!atomic_load(&job->progress->cancel))
-        return 0;
-    job_fail(job, 0, strdup("L'import a été interrompu par l'arrêt du serveur : rien n'a "
-                            "été modifié. Relancez-le."));
-    return 1;
-}
-
-/* Mapping thread: returns the next free row of the batch being filled,
- * handing the batch over once it holds BATCH_ROWS rows or BATCH_MAX_BYTES. Returns NULL once the writing
- * thread has stopped. */
-static struct mapped_row *next_row(struct job *job, long record_no, long line_no, size_t n,
-                                   char **fields, const size_t *lengths)
-{
-    struct mapped_batch *batch = job->batch;
-    struct mapped_row *row;
-
-    if (batch && (batch->count == BATCH_ROWS || arena_size(&batch->arena) >= BATCH_MAX_BYTES)) {
-        batch->bytes = arena_size(&batch->arena);
-        batch_queue_push(&job->queue, batch, batch->bytes);
-        batch = job->batch = NULL;
-    }
-    if (!batch) {
-        batch = job->batch = batch_queue_take_empty(&job->queue);
-        if (!batch)
-            return NULL;
-    }
-    row = &batch->rows[batch->count++];
-    memset(row, 0, sizeof(*row));
-    row->record_no = record_no;
-    row->line_no = line_no;
-    row->nfields = n;
-    row->fields = arena_alloc(&batch->arena, (n ? n : 1) * sizeof(*row->fields));
-    for (size_t i = 0; row->fields && i < n; i++)
-        row->fields[i] = arena_strndup(&batch->arena, fields[i], lengths[i]);
-    if (!row->fields || (n > 0 && !row->fields[n - 1])) {
-        job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
-        batch->count--;
-        return NULL;
-    }
-    return row;
-}
-
-/* Mapping thread: hands over a row rejected before it reached the
- * database. Returns 0, or 1 to stop reading. */
-static int hand_over_rejected(struct job *job, long record_no, long line_no, size_t n,
-                              char **fields, const size_t *lengths, const char *message)
-{
-    struct mapped_row *row = next_row(job, record_no, line_no, n, fields, lengths);
-
-    if (!row)
-        return 1;
-    row->rejected = arena_strndup(&job->batch->arena, message, strlen(message));
-    return 0;
-}
-
-/* Mapping thread: csvread's callback. Maps each row with the format
- * script and hands the result over to the writing thread. */
-static int on_record(void *userdata, long record_no, long line_no, size_t n, char **fields,
-                     const size_t *lengths)
-{
-    struct job *job = userdata;
-    lua_State *L = job->L;
-    int top = lua_gettop(L);
-    struct mapped_row *row;
-
-    if (!job->header_seen)
-        return handle_header(job, n, fields);
-
-    atomic_store(&job->progress->lines_done, line_no);
-    if (check_cancel(job))
-        return 1;
-    if (atomic_load(&job->failed))
-        return 1;
-    if (row_is_blank(n, fields, lengths))
-        return 0;
-    job->counts.rows++;
-    atomic_store(&job->progress->rows, job->counts.rows);
-    if (job->on_progress && job->counts.rows % 512 == 0)
-        job->on_progress(job->userdata, job->progress);
-
-    /* Undo the protection added by our rejected-rows download. */
-    if (n > job->lengths_size) {
-        size_t *grown = realloc(job->lengths, n * sizeof(*grown));
-        if (!grown) {
-            job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
-            return 1;
-        }
-        job->lengths = grown;
-        job->lengths_size = n;
-    }
-    for (size_t i = 0; i < n; i++) {
-        job->lengths[i] = lengths[i];
-        if (fields[i][0] == '\'' && strchr("=+-@", fields[i][1]) && fields[i][1]) {
-            fields[i]++;
-            job->lengths[i]--;
-        }
-    }
-    lengths = job->lengths;
-
-    if (n != job->header_count) {
-        int extra_empty = n > job->header_count;
-        for (size_t i = job->header_count; extra_empty && i < n; i++)
-            extra_empty = fields[i][0] == '\0';
-        if (!extra_empty) {
-            char message[256];
-            snprintf(message, sizeof(message),
-                     "la ligne compte %zu colonnes alors que l'en-tête en a %zu : vérifiez les "
-                     "séparateurs et les guillemets de cette ligne",
-                     n, job->header_count);
-            return hand_over_rejected(job, record_no, line_no, n, fields, lengths, message);
-        }
-        n = job->header_count;
-    }
-
-    /* map(row, cols) */
-    script_push_function(job->state, SCRIPT_MOD_FORMATS, (size_t)job->format_instance,
-                         SCRIPT_FORMAT_MAP);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->row_ref);
-    for (size_t i = 0; i < n; i++) {
-        script_push_string(job->state, fields[i], lengths[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    for (size_t i = n; i < job->row_len; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    job->row_len = n;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, job->cols_ref);
-    if (script_call(job->state, 2, 2, "format map()") < 0) {
-        char message[600];
-        const char *err = script_state_last_error(job->state);
-        snprintf(message, sizeof(message), "le script de format a échoué sur cette ligne : %.*s",
-                 (int)strcspn(err ? err : "?", "\n"), err ? err : "?");
-        lua_settop(L, top);
-        if (hand_over_rejected(job, record_no, line_no, n, fields, lengths, message))
-            return 1;
-        if (++job->script_errors >= MAX_SCRIPT_ERRORS) {
-            job_fail(job, 0, str_printf("Le script de format « %s » échoue sur %d lignes : %s. "
-                                        "Corrigez scripts/formats/%s.lua puis relancez l'import.",
-                                        job->format_name, job->script_errors, err ? err : "?",
-                                        job->format_name));
-            return 1;
-        }
-        return 0;
-    }
-    if (!lua_istable(L, -2)) {
-        const char *reason = lua_isstring(L, -1) ? lua_tostring(L, -1) : "ligne refusée par le "
-                                                                         "script de format";
-        int rc = hand_over_rejected(job, record_no, line_no, n, fields, lengths, reason);
-        lua_settop(L, top);
-        return rc;
-    }
-
-    if (job->row_hook) {
-        /* Plugins may rewrite the mapped record (import_row_mapped). The
-         * result replaces the record below the nil second result. */
-        script_run_row_hook(job->state, -2);
-        lua_replace(L, -3);
-    }
-
-    row = next_row(job, record_no, line_no, n, fields, lengths);
-    if (row) {
-        int rec = lua_gettop(L) - 1;
-        read_record(L, rec, &job->batch->arena, &row->in);
-        read_warnings(L, rec, &job->batch->arena, row);
-        check_values(job, &job->batch->arena, row);
-        read_plugin_fields(job, rec, &job->batch->arena, row);
-    }
-    lua_settop(L, top);
-    return row ? 0 : 1;
-}
-
-static void *mapping_thread(void *arg)
-{
-    struct job *job = arg;
-
-    job->read_rc = csvread_file(job->path, NULL, on_record, job, job->info, &job->read_err);
-    if (job->batch) {
-        if (job->batch->count > 0) {
-            job->batch->bytes = arena_size(&job->batch->arena);
-            batch_queue_push(&job->queue, job->batch, job->batch->bytes);
-        } else {
-            batch_queue_give_back(&job->queue, job->batch, 0);
-        }
-        job->batch = NULL;
-    }
-    batch_queue_close(&job->queue);
-    return NULL;
 }
 
 /* Writing thread: merges one mapped row into the database. Returns 0, or 1
@@ -1823,7 +1171,7 @@ static int run_pass(struct job *job)
     batch_queue_init(&job->queue, (void *const *)batches, BATCH_COUNT, MAX_BYTES_IN_FLIGHT);
     job->batch = NULL;
     job->read_rc = 0;
-    if (pthread_create(&thread, NULL, mapping_thread, job) != 0) {
+    if (pthread_create(&thread, NULL, import_mapping_thread, job) != 0) {
         job_fail(job, 0, strdup("Impossible de lancer la lecture du fichier (thread)."));
     } else {
         while ((batch = batch_queue_pop(&job->queue))) {
