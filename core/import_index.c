@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -148,6 +149,7 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
     int rc = SQLITE_OK;
 
     long long cache_size = 0;
+    struct timespec start, end;
     sqlite3_stmt *stmt;
     char *sql;
 
@@ -170,8 +172,12 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
+    clock_gettime(CLOCK_MONOTONIC, &start);
     for (size_t i = 0; i < set->count && rc == SQLITE_OK; i++)
         rc = db_exec(db, set->sql[i]);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    log_info("import", "%zu indexes built again in %ld ms", set->count,
+             (long)((end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000));
     if (cache_size != 0) {
         sql = sqlite3_mprintf("PRAGMA cache_size = %lld", cache_size);
         db_exec(db, sql);
