@@ -45,8 +45,10 @@ void *arena_alloc(struct arena *arena, size_t size)
         }
     }
     block = block_new(size > ARENA_BLOCK_SIZE ? size : ARENA_BLOCK_SIZE);
-    if (!block)
+    if (!block) {
+        arena->out_of_memory = 1;
         return NULL;
+    }
     block->next = arena->blocks;
     arena->blocks = block;
     block->used = size;
@@ -83,6 +85,7 @@ void arena_reset(struct arena *arena)
     }
     arena->current = arena->blocks;
     arena->allocated = 0;
+    arena->out_of_memory = 0;
 }
 
 void arena_free(struct arena *arena)

@@ -15,6 +15,7 @@ struct arena {
     struct arena_block *blocks;  /* every block, newest first */
     struct arena_block *current; /* the block allocations come from */
     size_t allocated;            /* bytes returned by arena_alloc since the last reset */
+    int out_of_memory;           /* an allocation failed since the last reset */
 };
 
 /* Returns size bytes aligned for any type, or NULL when out of memory. */

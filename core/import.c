@@ -1169,6 +1169,7 @@ static int run_pass(struct job *job)
         }
     }
     batch_queue_init(&job->queue, (void *const *)batches, BATCH_COUNT, MAX_BYTES_IN_FLIGHT);
+    atomic_store(&job->writer_stopped, 0);
     job->batch = NULL;
     job->read_rc = 0;
     if (pthread_create(&thread, NULL, import_mapping_thread, job) != 0) {
@@ -1179,15 +1180,13 @@ static int run_pass(struct job *job)
              * written: the run is rolled back, but the issues of its rows
              * (the script errors that made it fail among them) are kept
              * for staff. */
-            if (!stopped && check_cancel(job)) {
+            if (!stopped && check_cancel(job))
                 stopped = 1;
+            for (size_t i = 0; i < batch->count && !stopped; i++)
+                stopped = write_row(job, &batch->rows[i]);
+            if (stopped && !atomic_load(&job->writer_stopped)) {
+                atomic_store(&job->writer_stopped, 1);
                 batch_queue_stop(&job->queue);
-            }
-            for (size_t i = 0; i < batch->count && !stopped; i++) {
-                if (write_row(job, &batch->rows[i])) {
-                    stopped = 1;
-                    batch_queue_stop(&job->queue);
-                }
             }
             batch->count = 0;
             arena_reset(&batch->arena);
@@ -1471,8 +1470,14 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     if (!job.fatal) {
         struct import_indexes deferred;
         struct stat st;
-        long long estimated_rows =
-            stat(path, &st) == 0 ? (long long)st.st_size / IMPORT_BYTES_PER_ROW_ESTIMATE : 0;
+        char *rebuild_err = NULL;
+        /* The line count of the file, when the caller has it; a file of few
+         * but very wide lines must not pass for a large one. */
+        long long estimated_rows = atomic_load(&progress->lines_total);
+
+        if (estimated_rows <= 1)
+            estimated_rows =
+                stat(path, &st) == 0 ? (long long)st.st_size / IMPORT_BYTES_PER_ROW_ESTIMATE : 0;
 
         /* Temporary data of the run (statement journals, index sorts) go
          * to files, so that memory does not grow with the tables. */
@@ -1514,8 +1519,12 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
              * back without building them. */
             if (job.fatal || options->dry_run || check_cancel(&job)) {
                 db_rollback(db);
-            } else if (import_indexes_rebuild(db, &deferred) != SQLITE_OK) {
-                job_db_fail(&job, "reconstruction des index");
+            } else if (import_indexes_rebuild(db, &deferred, &rebuild_err) != SQLITE_OK) {
+                job_fail(&job, 0,
+                         str_printf("Erreur de la base de données (reconstruction des index) : "
+                                    "%s. L'import est annulé, rien n'a été modifié.",
+                                    rebuild_err ? rebuild_err : "?"));
+                free(rebuild_err);
                 db_rollback(db);
             } else if (write_results(&job, &info, "done", NULL, elapsed_ms(&start)) !=
                        SQLITE_OK) {
@@ -1523,6 +1532,8 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
                  * committed is never left "running" by a kill. */
                 job_db_fail(&job, "enregistrement du rapport");
                 db_rollback(db);
+            } else if (check_cancel(&job)) {
+                db_rollback(db); /* the stop came during the rebuild */
             } else if (db_commit(db) != SQLITE_OK) {
                 job_db_fail(&job, "validation de l'import");
                 db_rollback(db);

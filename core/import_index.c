@@ -144,7 +144,7 @@ int import_indexes_defer(struct db *db, long long estimated_rows, struct import_
     return 0;
 }
 
-int import_indexes_rebuild(struct db *db, struct import_indexes *set)
+int import_indexes_rebuild(struct db *db, struct import_indexes *set, char **err)
 {
     int rc = SQLITE_OK;
 
@@ -153,6 +153,7 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
     sqlite3_stmt *stmt;
     char *sql;
 
+    *err = NULL;
     if (set->count == 0)
         return SQLITE_OK;
     stmt = db_stmt(db, "PRAGMA cache_size");
@@ -176,8 +177,12 @@ int import_indexes_rebuild(struct db *db, struct import_indexes *set)
     for (size_t i = 0; i < set->count && rc == SQLITE_OK; i++)
         rc = db_exec(db, set->sql[i]);
     clock_gettime(CLOCK_MONOTONIC, &end);
-    log_info("import", "%zu indexes built again in %ld ms", set->count,
-             (long)((end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000));
+    if (rc == SQLITE_OK)
+        log_info("import", "%zu indexes built again in %ld ms", set->count,
+                 (long)((end.tv_sec - start.tv_sec) * 1000 +
+                        (end.tv_nsec - start.tv_nsec) / 1000000));
+    else
+        *err = strdup(db_error_fr(db)); /* before the next statement resets it */
     if (cache_size != 0) {
         sql = sqlite3_mprintf("PRAGMA cache_size = %lld", cache_size);
         db_exec(db, sql);

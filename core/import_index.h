@@ -14,8 +14,9 @@
 /* A table's indexes are set aside when the file brings at least
  * 1/IMPORT_DEFER_INDEX_RATIO of its current row count. */
 #define IMPORT_DEFER_INDEX_RATIO 5
-/* File bytes per row for the estimate; federation and Céléris rows are
- * 150 to 250 bytes, so this overestimates the rows. */
+/* File bytes per row for the estimate when the file's line count is not
+ * known; federation and Céléris rows are 150 to 250 bytes, so this
+ * overestimates the rows. */
 #define IMPORT_BYTES_PER_ROW_ESTIMATE 120
 /* Page cache, in KiB, while the indexes are built: also the size of each
  * sorted run that CREATE INDEX keeps in memory. */
@@ -36,8 +37,9 @@ struct import_indexes {
  * a database error. */
 int import_indexes_defer(struct db *db, long long estimated_rows, struct import_indexes *set);
 
-/* Creates the indexes of set again. Returns an SQLite result code. */
-int import_indexes_rebuild(struct db *db, struct import_indexes *set);
+/* Creates the indexes of set again. Returns an SQLite result code; on an
+ * error, *err is SQLite's message in French (caller frees). */
+int import_indexes_rebuild(struct db *db, struct import_indexes *set, char **err);
 
 void import_indexes_free(struct import_indexes *set);
 

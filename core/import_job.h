@@ -194,6 +194,7 @@ struct job {
     size_t lengths_size;
     pthread_mutex_t fail_lock;
     atomic_int failed;
+    atomic_int writer_stopped; /* the writing thread wants no more rows */
 
     char *fatal;       /* French reason the run stops */
     int file_rejected; /* the fatal reason is the file, not the database */

@@ -295,6 +295,18 @@ int check_cancel(struct job *job)
     return 1;
 }
 
+/* Mapping thread: when a copy into the batch being filled failed, takes
+ * the incomplete last row out of the batch and fails the run. Returns 1
+ * then. */
+static int drop_if_out_of_memory(struct job *job)
+{
+    if (!job->batch || !job->batch->arena.out_of_memory)
+        return 0;
+    job->batch->count--;
+    job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
+    return 1;
+}
+
 /* Mapping thread: returns the next free row of the batch being filled,
  * handing the batch over once it has BATCH_ROWS rows or BATCH_MAX_BYTES. Returns NULL once the writing
  * thread has stopped. */
@@ -322,12 +334,7 @@ static struct mapped_row *next_row(struct job *job, long record_no, long line_no
     row->fields = arena_alloc(&batch->arena, (n ? n : 1) * sizeof(*row->fields));
     for (size_t i = 0; row->fields && i < n; i++)
         row->fields[i] = arena_strndup(&batch->arena, fields[i], lengths[i]);
-    if (!row->fields || (n > 0 && !row->fields[n - 1])) {
-        job_fail(job, 0, strdup("Mémoire insuffisante pour lire le fichier."));
-        batch->count--;
-        return NULL;
-    }
-    return row;
+    return drop_if_out_of_memory(job) ? NULL : row;
 }
 
 /* Mapping thread: hands over a row rejected before it reached the
@@ -340,7 +347,7 @@ static int hand_over_rejected(struct job *job, long record_no, long line_no, siz
     if (!row)
         return 1;
     row->rejected = arena_strndup(&job->batch->arena, message, strlen(message));
-    return 0;
+    return drop_if_out_of_memory(job);
 }
 
 /* Mapping thread: csvread's callback. Maps each row with the format
@@ -359,7 +366,7 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
     atomic_store(&job->progress->lines_done, line_no);
     if (check_cancel(job))
         return 1;
-    if (atomic_load(&job->failed))
+    if (atomic_load(&job->failed) || atomic_load(&job->writer_stopped))
         return 1;
     if (row_is_blank(n, fields, lengths))
         return 0;
@@ -457,7 +464,7 @@ static int on_record(void *userdata, long record_no, long line_no, size_t n, cha
         read_plugin_fields(job, rec, &job->batch->arena, row);
     }
     lua_settop(L, top);
-    return row ? 0 : 1;
+    return row && !drop_if_out_of_memory(job) ? 0 : 1;
 }
 
 void *import_mapping_thread(void *arg)

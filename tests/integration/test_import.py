@@ -592,6 +592,50 @@ class LargeImportTest(unittest.TestCase):
         finally:
             db.close()
 
+    def test_index_failing_at_rebuild_fails_run(self):
+        cli = CliImport()
+        cli.json(sample("ffe-2025.csv"))
+        # An integrator's expression index that fails for one city: set
+        # aside during the run, it fails at the rebuild.
+        db = sqlite3.connect(cli.db)
+        db.execute("CREATE INDEX person_city_check ON person"
+                   " (json_extract(CASE WHEN city = 'Boum' THEN '{' ELSE '1' END, '$'))")
+        db.commit()
+        db.close()
+        before = db_fingerprint(cli.db)
+        schema = index_schema(cli.db)
+        big = os.path.join(cli.tmp, "big.csv")
+        generate(big, 25000, seed=4)
+        with open(big, "rb") as f:
+            header = f.readline().decode("cp1252").rstrip("\r\n").split(";")
+        row = dict.fromkeys(header, "")
+        row.update({"Numéro licence": "7654321Z", "Nom": "Durand", "Prénom": "Paul",
+                    "Millésime": "2026", "Ville": "Boum"})
+        with open(big, "ab") as f:
+            f.write((";".join(row[name] for name in header) + "\r\n").encode("cp1252"))
+        result = cli.run("--json", big, expect=None)
+        self.assertNotEqual(result.returncode, 0)
+        message = result.stderr.decode()
+        self.assertIn("reconstruction des index", message)
+        self.assertNotIn("not an error", message)
+        self.assertEqual(db_fingerprint(cli.db), before)
+        self.assertEqual(index_schema(cli.db), schema)
+
+    def test_few_wide_lines_keep_indexes(self):
+        # A file larger than 20,000 ordinary rows, but of three lines.
+        cli = CliImport()
+        path = os.path.join(cli.tmp, "wide.csv")
+        filler = ";".join("Colonne %d" % i for i in range(40))
+        wide = ";".join("x" * 60000 for _ in range(40))
+        with open(path, "wb") as f:
+            f.write(("Numéro licence;Nom;Prénom;Millésime;%s\r\n" % filler).encode("cp1252"))
+            for i in range(3):
+                f.write(("123456%dA;Dupont;Jean%d;2026;%s\r\n" % (i, i, wide)).encode("cp1252"))
+        self.assertGreater(os.path.getsize(path), 20000 * 120)
+        result = cli.run("--json", path)
+        self.assertEqual(json.loads(result.stdout)["created"], 3)
+        self.assertNotIn("indexes set aside", result.stderr.decode())
+
     def test_small_import_keeps_indexes(self):
         cli = CliImport()
         result = cli.run("--json", sample("ffe-2025.csv"))
