@@ -1080,13 +1080,27 @@ static int process_record(struct job *job, const struct mapped_row *row)
 db_error:
     json_decref(changes);
     if ((sqlite3_errcode(db_handle(job->db)) & 0xff) == SQLITE_CONSTRAINT) {
+        const char *sqlite_message = sqlite3_errmsg(db_handle(job->db));
+        char message[400];
+
         log_info("import", "run %lld line %ld: constraint: %s", (long long)job->run_id,
-                 job->line_no, sqlite3_errmsg(db_handle(job->db)));
-        reject_row(job, strstr(sqlite3_errmsg(db_handle(job->db)), "licence_number")
-                            ? "le numéro de licence de cette ligne est déjà celui d'une autre "
-                              "fiche : vérifiez-le dans le fichier"
-                            : "la ligne contredit une donnée déjà enregistrée : vérifiez-la "
-                              "dans le fichier");
+                 job->line_no, sqlite_message);
+        if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT_TRIGGER)
+            /* RAISE() in a trigger of a plugin's migration: its message
+             * is the integrator's, meant for staff. */
+            snprintf(message, sizeof(message),
+                     "la base a refusé cette ligne : « %.300s » (règle ajoutée par une "
+                     "extension)",
+                     sqlite_message);
+        else if (strstr(sqlite_message, "licence_number"))
+            snprintf(message, sizeof(message), "%s",
+                     "le numéro de licence de cette ligne est déjà celui d'une autre fiche : "
+                     "vérifiez-le dans le fichier");
+        else
+            snprintf(message, sizeof(message), "%s",
+                     "la ligne contredit une donnée déjà enregistrée : vérifiez-la dans le "
+                     "fichier");
+        reject_row(job, message);
         return -2; /* roll the row back, go on */
     }
     job_db_fail(job, "écriture d'une personne");
