@@ -259,8 +259,14 @@ static int load_galop_codes(struct job *job)
     if (!stmt)
         return -1;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        char **codes = realloc(job->galop_codes, (job->galop_count + 1) * sizeof(*codes));
-        char *code = strdup((const char *)sqlite3_column_text(stmt, 0));
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        char **codes;
+        char *code;
+
+        if (!text)
+            continue; /* a NULL code cannot be referenced */
+        codes = realloc(job->galop_codes, (job->galop_count + 1) * sizeof(*codes));
+        code = strdup(text);
         if (!codes || !code) {
             free(code);
             if (codes)
@@ -467,8 +473,6 @@ static int update_person(struct job *job, int64_t id, const char *const values[C
     stmt = update_statement(job, mask);
     if (!stmt)
         return SQLITE_ERROR;
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
     bind_person_values(stmt, values, match_key, search);
     sqlite3_bind_text(stmt, 19, job->now, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 20, id);
@@ -1081,26 +1085,25 @@ db_error:
     json_decref(changes);
     if ((sqlite3_errcode(db_handle(job->db)) & 0xff) == SQLITE_CONSTRAINT) {
         const char *sqlite_message = sqlite3_errmsg(db_handle(job->db));
-        char message[400];
+        const char *reason = "la ligne contredit une donnée déjà enregistrée : vérifiez-la dans "
+                             "le fichier";
+        char trigger_reason[400];
 
         log_info("import", "run %lld line %ld: constraint: %s", (long long)job->run_id,
                  job->line_no, sqlite_message);
-        if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT_TRIGGER)
+        if (sqlite3_errcode(db_handle(job->db)) == SQLITE_CONSTRAINT_TRIGGER) {
             /* RAISE() in a trigger of a plugin's migration: its message
              * is the integrator's, meant for staff. */
-            snprintf(message, sizeof(message),
+            snprintf(trigger_reason, sizeof(trigger_reason),
                      "la base a refusé cette ligne : « %.300s » (règle ajoutée par une "
                      "extension)",
                      sqlite_message);
-        else if (strstr(sqlite_message, "licence_number"))
-            snprintf(message, sizeof(message), "%s",
-                     "le numéro de licence de cette ligne est déjà celui d'une autre fiche : "
-                     "vérifiez-le dans le fichier");
-        else
-            snprintf(message, sizeof(message), "%s",
-                     "la ligne contredit une donnée déjà enregistrée : vérifiez-la dans le "
-                     "fichier");
-        reject_row(job, message);
+            reason = trigger_reason;
+        } else if (strstr(sqlite_message, "licence_number")) {
+            reason = "le numéro de licence de cette ligne est déjà celui d'une autre fiche : "
+                     "vérifiez-le dans le fichier";
+        }
+        reject_row(job, reason);
         return -2; /* roll the row back, go on */
     }
     job_db_fail(job, "écriture d'une personne");
@@ -1485,8 +1488,8 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
         struct import_indexes deferred;
         struct stat st;
         char *rebuild_err = NULL;
-        /* The line count of the file, when the caller has it; a file of few
-         * but very wide lines must not pass for a large one. */
+        /* The estimate uses the file's line count when the caller has it,
+         * because a file of few but very wide lines is not a large one. */
         long long estimated_rows = atomic_load(&progress->lines_total);
 
         if (estimated_rows <= 1)

@@ -15,7 +15,7 @@
  * 1/IMPORT_DEFER_INDEX_RATIO of its current row count. */
 #define IMPORT_DEFER_INDEX_RATIO 5
 /* File bytes per row for the estimate when the file's line count is not
- * known; federation and Céléris rows are 150 to 250 bytes, so this
+ * known. Federation and Céléris rows are 150 to 250 bytes, so this
  * overestimates the rows. */
 #define IMPORT_BYTES_PER_ROW_ESTIMATE 120
 /* Page cache, in KiB, while the indexes are built: also the size of each

@@ -180,10 +180,10 @@ struct job {
 
     /* The file is read and mapped on a thread of its own (the mapping
      * thread: csvread and Lua) while the calling thread writes (the
-     * writing thread: SQLite). During a pass, the mapping thread alone
+     * writing thread: SQLite). During a pass, only the mapping thread
      * uses L, the fields from header_seen to row_hook, counts.rows and
-     * the fields marked below; the writing thread uses the rest.
-     * job_fail() may be called from both. */
+     * the fields marked below. The writing thread uses the rest, and
+     * either thread may call job_fail(). */
     const char *path;
     struct csvread_info *info;
     char *read_err;

@@ -166,31 +166,29 @@ static void read_record(lua_State *L, int rec, struct arena *arena, struct incom
     lua_pop(L, 1);
 }
 
-/* Copies the record's warnings list ({field =, message =} tables). */
+/* Copies the record's warnings list ({field =, message =} tables), with
+ * room for the warnings that check_values() may add. */
 static void read_warnings(lua_State *L, int rec, struct arena *arena, struct mapped_row *row)
 {
-    row->warnings = NULL;
+    size_t n = 0;
+
     row->nwarnings = 0;
     lua_getfield(L, rec, "warnings");
-    if (lua_istable(L, -1)) {
-        size_t n = (size_t)lua_rawlen(L, -1);
-        /* Room for the warnings of check_values() as well. */
-        row->warnings = arena_alloc(arena, (n + CHECKED_VALUES) * sizeof(*row->warnings));
-        for (size_t i = 1; row->warnings && i <= n; i++) {
-            lua_rawgeti(L, -1, (lua_Integer)i);
-            if (lua_istable(L, -1)) {
-                int t = lua_gettop(L);
-                const char *message = copy_string(L, t, "message", arena);
-                if (message) {
-                    row->warnings[row->nwarnings].field = copy_string(L, t, "field", arena);
-                    row->warnings[row->nwarnings].message = message;
-                    row->nwarnings++;
-                }
+    if (lua_istable(L, -1))
+        n = (size_t)lua_rawlen(L, -1);
+    row->warnings = arena_alloc(arena, (n + CHECKED_VALUES) * sizeof(*row->warnings));
+    for (size_t i = 1; row->warnings && i <= n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            const char *message = copy_string(L, t, "message", arena);
+            if (message) {
+                row->warnings[row->nwarnings].field = copy_string(L, t, "field", arena);
+                row->warnings[row->nwarnings].message = message;
+                row->nwarnings++;
             }
-            lua_pop(L, 1);
         }
-    } else {
-        row->warnings = arena_alloc(arena, CHECKED_VALUES * sizeof(*row->warnings));
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
 }
@@ -204,40 +202,41 @@ static int galop_known(const struct job *job, const char *code)
     return 0;
 }
 
+static void add_warning(struct arena *arena, struct mapped_row *row, const char *field,
+                        const char *message)
+{
+    row->warnings[row->nwarnings].field = field;
+    row->warnings[row->nwarnings].message = arena_strndup(arena, message, strlen(message));
+    row->nwarnings++;
+}
+
 /* Drops, with a warning, a value of the club's script that the person
- * table would refuse (the CHECK on sex, the reference to galop_level),
- * so that the row is imported without it rather than refused by the
+ * table would refuse (the CHECK on sex, the reference to galop_level).
+ * The row is then imported without it instead of being refused by the
  * database half-way. */
 static void check_values(const struct job *job, struct arena *arena, struct mapped_row *row)
 {
     const char **sex = &row->in.values[COL_SEX];
     const char **galop = &row->in.values[COL_GALOP];
-    const char *field = NULL;
     char message[300];
 
     if (!row->warnings)
-        return;
+        return; /* out of memory: the caller fails the run */
     if (*sex && strcmp(*sex, "F") != 0 && strcmp(*sex, "M") != 0) {
         snprintf(message, sizeof(message),
                  "sexe « %.100s » non enregistré : seules les valeurs F et M sont possibles ; "
                  "vérifiez la colonne ou le script de format",
                  *sex);
-        field = "sex";
+        add_warning(arena, row, "sex", message);
         *sex = NULL;
-    } else if (*galop && !galop_known(job, *galop)) {
+    }
+    if (*galop && !galop_known(job, *galop)) {
         snprintf(message, sizeof(message),
                  "niveau de Galop « %.100s » inconnu de Licol : non enregistré ; vérifiez le "
                  "script de format",
                  *galop);
-        field = "galop";
+        add_warning(arena, row, "galop", message);
         *galop = NULL;
-    }
-    if (field) {
-        row->warnings[row->nwarnings].field = field;
-        row->warnings[row->nwarnings].message = arena_strndup(arena, message, strlen(message));
-        row->nwarnings++;
-        /* Both values may be wrong: check the other one too. */
-        check_values(job, arena, row);
     }
 }
 
