@@ -488,6 +488,7 @@ class RowRollbackTest(unittest.TestCase):
                                 "1234568B;Bizarre;Paul;2026"])
         self.assertEqual(out["created"], 2)
         paul = self.cli.scalar("SELECT id FROM person WHERE licence_number = '1234568B'")
+
         # An integrator's trigger (as a plugin migration may add) refuses
         # one city. Paul's row fills his city (one audit entry written)
         # before the person update fails: both must be undone, and only
@@ -497,19 +498,23 @@ class RowRollbackTest(unittest.TestCase):
                    " WHEN NEW.city = 'Interdite' BEGIN SELECT RAISE(ABORT, 'ville refusée'); END")
         db.commit()
         db.close()
+
         out, log = self.run_file(["Numéro licence;Nom;Prénom;Millésime;Ville",
                                   "1234567A;Dupont;Jean;2026;Lyon",
                                   "1234568B;Bizarre;Paul;2026;Interdite",
                                   "1234569C;Durand;Lise;2026;Lyon"])
+
         self.assertIn("one savepoint per row", log)
         self.assertEqual(out["updated"], 1)
         self.assertEqual(out["created"], 1)
         self.assertEqual(out["rejected"], 1)
+
         self.assertIsNone(self.cli.scalar("SELECT city FROM person WHERE id = ?", paul))
         self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
                                          " AND action = 'update'", paul), 0)
         self.assertEqual(self.cli.scalar("SELECT city FROM person"
                                          " WHERE licence_number = '1234567A'"), "Lyon")
+
         reasons = [m for (m,) in self.cli.query("SELECT message FROM import_row_issue"
                                                 " WHERE kind = 'rejected'")]
         self.assertEqual(len(reasons), 1)
