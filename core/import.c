@@ -1174,7 +1174,7 @@ static int run_pass(struct job *job)
     struct mapped_batch *batches[BATCH_COUNT] = {0};
     struct mapped_batch *batch;
     pthread_t thread;
-    int stopped = 0;
+    int stopped = 0, thread_rc;
 
     for (int i = 0; i < BATCH_COUNT; i++) {
         batches[i] = calloc(1, sizeof(*batches[i]));
@@ -1189,8 +1189,12 @@ static int run_pass(struct job *job)
     atomic_store(&job->writer_stopped, 0);
     job->batch = NULL;
     job->read_rc = 0;
-    if (pthread_create(&thread, NULL, import_mapping_thread, job) != 0) {
-        job_fail(job, 0, strdup("Impossible de lancer la lecture du fichier (thread)."));
+    thread_rc = pthread_create(&thread, NULL, import_mapping_thread, job);
+    if (thread_rc != 0) {
+        log_error("import", "run %lld: cannot start the mapping thread: %s",
+                  (long long)job->run_id, strerror(thread_rc));
+        job_fail(job, 0, strdup("Impossible de lancer la lecture du fichier : le système refuse "
+                                "un fil d'exécution de plus. Réessayez l'import."));
     } else {
         while ((batch = batch_queue_pop(&job->queue))) {
             /* Rows mapped before a failure of the mapping thread are still
