@@ -79,9 +79,17 @@ static void out_cp(struct out *o, uint32_t cp)
     out_bytes(o, s, utf8_encode(cp, s));
 }
 
-/* Appends valid UTF-8 text character by character. */
+/* Appends valid UTF-8 text, whole when it fits, otherwise its longest
+ * prefix of whole characters. */
 static void out_str(struct out *o, const char *s)
 {
+    size_t len = strlen(s);
+
+    if (!o->full && o->size && o->len + len < o->size) {
+        memcpy(o->p + o->len, s, len + 1);
+        o->len += len;
+        return;
+    }
     while (*s && !o->full) {
         unsigned char c = (unsigned char)*s;
         size_t n = 1;
@@ -314,7 +322,7 @@ static void fold_into(const char *in, struct out *o, int alnum_only)
     size_t pos = 0;
     int pending_space = 0;
 
-    while (in[pos]) {
+    while (in[pos] && !o->full) {
         uint32_t cp = utf8_next(in, &pos);
         const char *ascii = NULL;
         char c[2] = {0, 0};
@@ -383,17 +391,21 @@ static int is_placeholder(const char *text, enum placeholder_set set)
         "x",  "xx",  "xxx", "n a",  "na",   "nc",    "n c",    "nr", "n r",
         "nd", "n d", "nil", "null", "none", "aucun", "aucune", NULL,
     };
-    char key[64];
+    /* Room for the longest word above, "non renseigne e", and one more
+     * byte, so a longer fold stops early and marks the buffer full. */
+    char key[17];
     struct out o;
 
     if (lacks_letter_and_digit(text))
         return 1;
     if (strcasecmp(text, "n/a") == 0)
         return 1;
-    if (strlen(text) >= sizeof(key))
-        return 0;
+    if (strlen(text) >= 64)
+        return 0; /* a value this long is data, even when it folds short */
     out_init(&o, key, sizeof(key));
     fold_into(text, &o, 0);
+    if (o.full)
+        return 0;
     for (size_t i = 0; markers[i]; i++)
         if (strcmp(key, markers[i]) == 0)
             return 1;
@@ -904,7 +916,7 @@ enum norm_status norm_date(const char *in, char *out, size_t size)
     int n;
     char sep;
     struct out o;
-    char text[32];
+    char text[11];
 
     if (status != NORM_OK)
         return status;
@@ -936,7 +948,18 @@ enum norm_status norm_date(const char *in, char *out, size_t size)
         day > days_in_month(year, month))
         return invalid(in, out, size);
 
-    snprintf(text, sizeof(text), "%04d-%02d-%02d", year, month, day);
+    /* The checks above bound year to four digits, month and day to two. */
+    text[0] = (char)('0' + year / 1000);
+    text[1] = (char)('0' + year / 100 % 10);
+    text[2] = (char)('0' + year / 10 % 10);
+    text[3] = (char)('0' + year % 10);
+    text[4] = '-';
+    text[5] = (char)('0' + month / 10);
+    text[6] = (char)('0' + month % 10);
+    text[7] = '-';
+    text[8] = (char)('0' + day / 10);
+    text[9] = (char)('0' + day % 10);
+    text[10] = '\0';
     out_init(&o, out, size);
     out_str(&o, text);
     return NORM_OK;
