@@ -147,6 +147,20 @@ void api_respond_errorf(struct http_request *req, int status, const char *code, 
 
 void api_respond_db_error(struct http_request *req, struct app *app, const char *what)
 {
+    int code = sqlite3_errcode(db_handle(app->db)) & 0xff;
+
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+        log_warn("api", "%s: %s: database busy%s", req->id, what,
+                 db_long_write_in_progress() ? " (an import is writing)" : "");
+        http_respond_error(req, 503, "busy",
+                           db_long_write_in_progress()
+                               ? "Un import est en cours d'écriture dans la base : rien n'a été "
+                                 "enregistré. Réessayez quand il sera terminé (la page Imports "
+                                 "montre son avancement)."
+                               : "La base de données est occupée par un autre traitement : rien "
+                                 "n'a été enregistré. Réessayez dans un instant.");
+        return;
+    }
     log_error("api", "%s: %s: %s", req->id, what, sqlite3_errmsg(db_handle(app->db)));
     http_respond_error(req, 500, "internal",
                        "Erreur interne de la base de données ; réessayez plus tard.");

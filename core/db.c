@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,13 @@ struct cached_stmt {
 struct db {
     sqlite3 *handle;
     char *path;
+    int long_writer;        /* set by db_set_long_writer */
+    int holds_long_write;   /* counted in long_writes until the transaction ends */
     struct cached_stmt cache[DB_CACHE_SLOTS];
 };
+
+/* Number of long write transactions open in this process. */
+static atomic_int long_writes;
 
 /* Process-wide settings, applied before SQLite initialises itself. Memory
  * statistics are off: Licol never reads them, and keeping them takes a
@@ -37,6 +43,8 @@ static void configure_sqlite(void)
 }
 
 static pthread_once_t configure_once = PTHREAD_ONCE_INIT;
+
+static int attach_sessions(struct db *db);
 
 struct db *db_open(const char *path, char **err)
 {
@@ -66,6 +74,8 @@ struct db *db_open(const char *path, char **err)
                      "PRAGMA synchronous = NORMAL;"
                      "PRAGMA foreign_keys = ON;"
                      "PRAGMA temp_store = MEMORY;");
+    if (rc == SQLITE_OK)
+        rc = attach_sessions(db);
     if (rc != SQLITE_OK) {
         *err = str_printf("La base de données %s est illisible : %s. Est-ce bien un fichier "
                             "Licol ?",
@@ -76,10 +86,126 @@ struct db *db_open(const char *path, char **err)
     return db;
 }
 
+/* Login sessions and failed logins live in a second file, attached as
+ * "sessions", because SQLite locks writes per file: a login, which writes
+ * only there, does not wait for an import's write lock on the main file. The
+ * tables keep their names, which SQLite resolves in the attached file once
+ * migration 0010 has dropped the main file's old copies. */
+static const char SQL_SESSIONS_SCHEMA[] =
+    "PRAGMA sessions.journal_mode = WAL;"
+    "CREATE TABLE IF NOT EXISTS sessions.session ("
+    " id INTEGER PRIMARY KEY,"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " person_id INTEGER NOT NULL,"
+    " csrf_token TEXT NOT NULL,"
+    " created_at TEXT NOT NULL,"
+    " last_seen_at TEXT NOT NULL,"
+    " expires_at TEXT NOT NULL,"
+    " ip TEXT,"
+    " user_agent TEXT);"
+    "CREATE INDEX IF NOT EXISTS sessions.session_person ON session (person_id);"
+    "CREATE TABLE IF NOT EXISTS sessions.login_attempt ("
+    " id INTEGER PRIMARY KEY,"
+    " at INTEGER NOT NULL,"
+    " ip TEXT NOT NULL,"
+    " email TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS sessions.login_attempt_ip ON login_attempt (ip, at);"
+    "CREATE INDEX IF NOT EXISTS sessions.login_attempt_email ON login_attempt (email, at);";
+
+char *db_sessions_path(const char *path)
+{
+    if (path[0] == '\0' || strcmp(path, ":memory:") == 0)
+        return strdup(":memory:");
+    return str_printf("%s-sessions", path);
+}
+
+static int attach_sessions(struct db *db)
+{
+    char *path = db_sessions_path(db->path);
+    sqlite3_stmt *stmt = NULL;
+    int rc = SQLITE_NOMEM;
+
+    if (path)
+        rc = sqlite3_prepare_v2(db->handle, "ATTACH DATABASE ?1 AS sessions", -1, &stmt, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
+        rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db->handle);
+    }
+    sqlite3_finalize(stmt);
+    free(path);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = db_exec(db, SQL_SESSIONS_SCHEMA);
+    if (rc != SQLITE_OK)
+        return rc;
+    return db_link_sessions(db);
+}
+
+int db_link_sessions(struct db *db)
+{
+    sqlite3_stmt *stmt;
+    int has_person;
+
+    stmt = db_stmt(db, "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'person'");
+    if (!stmt)
+        return sqlite3_errcode(db->handle);
+    has_person = sqlite3_step(stmt) == SQLITE_ROW;
+    sqlite3_reset(stmt);
+    if (!has_person)
+        return SQLITE_OK; /* a new file: migrate_apply calls this again */
+    /* A TEMP trigger is the only kind that may write to another file. It
+     * lasts as long as the connection, so every connection creates it. */
+    return db_exec(db, "CREATE TEMP TRIGGER IF NOT EXISTS person_delete_sessions"
+                       " AFTER DELETE ON main.person"
+                       " BEGIN DELETE FROM session WHERE person_id = old.id; END");
+}
+
+/* Busy handler of the event loop's connection: it gives up at once while
+ * this process has a long write transaction open, so that a request fails
+ * fast instead of stopping the whole server for the busy timeout. */
+static int interactive_busy(void *unused, int attempts)
+{
+    (void)unused;
+    if (atomic_load(&long_writes) > 0)
+        return 0;
+    if (attempts * DB_BUSY_STEP_MS >= DB_BUSY_TIMEOUT_MS)
+        return 0;
+    sqlite3_sleep(DB_BUSY_STEP_MS);
+    return 1;
+}
+
+void db_set_interactive(struct db *db)
+{
+    sqlite3_busy_handler(db->handle, interactive_busy, NULL);
+}
+
+void db_set_long_writer(struct db *db)
+{
+    db->long_writer = 1;
+}
+
+int db_long_write_in_progress(void)
+{
+    return atomic_load(&long_writes) > 0;
+}
+
+/* Stops counting this connection's long write once its transaction ended. */
+static void end_long_write(struct db *db)
+{
+    if (db->holds_long_write && sqlite3_get_autocommit(db->handle)) {
+        db->holds_long_write = 0;
+        atomic_fetch_sub(&long_writes, 1);
+    }
+}
+
 void db_close(struct db *db)
 {
     if (!db)
         return;
+    if (db->holds_long_write) {
+        db->holds_long_write = 0;
+        atomic_fetch_sub(&long_writes, 1);
+    }
     for (int i = 0; i < DB_CACHE_SLOTS; i++) {
         if (db->cache[i].stmt)
             sqlite3_finalize(db->cache[i].stmt);
@@ -144,19 +270,46 @@ int db_exec(struct db *db, const char *sql)
 
 int db_begin(struct db *db)
 {
-    return db_exec(db, "BEGIN IMMEDIATE");
+    int rc;
+
+    if (!db->long_writer)
+        return db_exec(db, "BEGIN IMMEDIATE");
+
+    /* BEGIN IMMEDIATE would take the write lock of every attached file,
+     * the sessions file too, and logins would wait for the whole import.
+     * A write statement that changes nothing takes the main file's lock
+     * alone, with the same wait, before anything is read. */
+    rc = db_exec(db, "BEGIN");
+    if (rc == SQLITE_OK) {
+        rc = db_exec(db, "DELETE FROM main.schema_migration WHERE 0");
+        if (rc != SQLITE_OK) {
+            db_exec(db, "ROLLBACK");
+            return rc;
+        }
+    }
+    if (rc == SQLITE_OK && !db->holds_long_write) {
+        db->holds_long_write = 1;
+        atomic_fetch_add(&long_writes, 1);
+    }
+    return rc;
 }
 
 int db_commit(struct db *db)
 {
-    return db_exec(db, "COMMIT");
+    int rc = db_exec(db, "COMMIT");
+
+    end_long_write(db);
+    return rc;
 }
 
 int db_rollback(struct db *db)
 {
-    if (sqlite3_get_autocommit(db->handle))
-        return SQLITE_OK;
-    return db_exec(db, "ROLLBACK");
+    int rc = SQLITE_OK;
+
+    if (!sqlite3_get_autocommit(db->handle))
+        rc = db_exec(db, "ROLLBACK");
+    end_long_write(db);
+    return rc;
 }
 
 int db_count(struct db *db, const char *sql, const char *text, long long number)

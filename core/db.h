@@ -15,11 +15,36 @@
 struct db;
 
 #define DB_BUSY_TIMEOUT_MS 5000 /* how long a statement waits for another connection's lock */
+#define DB_BUSY_STEP_MS 5       /* pause between two tries of the event loop's connection */
 
 /* Opens (creating if needed) the database at path with WAL journaling,
- * foreign keys on and a busy timeout. Returns NULL on failure and sets *err
- * to a French message the caller frees with free(). */
+ * foreign keys on and a busy timeout, and attaches the sessions file (see
+ * db_sessions_path) as the schema "sessions". Returns NULL on failure and
+ * sets *err to a French message the caller frees with free(). */
 struct db *db_open(const char *path, char **err);
+
+/* Returns the path of the file that contains login sessions and failed
+ * logins beside the database at path: path + "-sessions", or ":memory:"
+ * for an in-memory database. The caller frees it; NULL when out of memory. */
+char *db_sessions_path(const char *path);
+
+/* Creates, for this connection, the trigger that deletes a person's
+ * sessions with the person. Does nothing while the person table does not
+ * exist; migrate_apply calls it again once it does. */
+int db_link_sessions(struct db *db);
+
+/* Makes the connection of the event loop give up waiting for a lock at
+ * once while a long write (db_set_long_writer) is open in this process,
+ * and after DB_BUSY_TIMEOUT_MS otherwise. */
+void db_set_interactive(struct db *db);
+
+/* Marks the connection's write transactions as long ones, such as an
+ * import's: from db_begin to db_commit or db_rollback, interactive
+ * connections do not wait for the write lock. */
+void db_set_long_writer(struct db *db);
+
+/* Returns 1 while a long write transaction is open in this process. */
+int db_long_write_in_progress(void);
 
 /* Finalises cached statements and closes the connection. NULL is accepted. */
 void db_close(struct db *db);
@@ -38,7 +63,9 @@ sqlite3_stmt *db_stmt(struct db *db, const char *sql);
  * or the SQLite error code, logged. */
 int db_exec(struct db *db, const char *sql);
 
-int db_begin(struct db *db);     /* BEGIN IMMEDIATE */
+/* Starts a write transaction: BEGIN IMMEDIATE, or for a long writer a
+ * transaction that holds the main file's write lock only. */
+int db_begin(struct db *db);
 int db_commit(struct db *db);
 int db_rollback(struct db *db);
 

@@ -1456,6 +1456,7 @@ int import_run_execute(struct db *db, struct script_state *state, int64_t run_id
     *err = NULL;
     *file_rejected = 0;
     job.db = db;
+    db_set_long_writer(db);
     job.state = state;
     job.L = script_state_lua(state);
     job.catalogue = script_version_fields(script_state_version(state));

@@ -540,6 +540,7 @@ int import_undo(struct db *db, int64_t run_id, int64_t actor_id, char **err, jso
         return -1;
     }
 
+    db_set_long_writer(db);
     if (db_begin(db) != SQLITE_OK) {
         *err = str_printf("L'annulation n'a pas pu commencer : %s.", db_error_fr(db));
         return -1;

@@ -131,6 +131,11 @@ int migrate_apply(struct db *db, char **err)
             return -1;
         applied++;
     }
+    if (db_link_sessions(db) != SQLITE_OK) {
+        *err = str_printf("Impossible de relier les sessions aux fiches : %s",
+                          sqlite3_errmsg(db_handle(db)));
+        return -1;
+    }
     return applied;
 }
 

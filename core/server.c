@@ -259,6 +259,7 @@ int app_serve(struct config *cfg)
         goto fail;
     if (migrate_apply(app.db, &err) < 0)
         goto fail;
+    db_set_interactive(app.db);
     if (app_ensure_manager(app.db, app.config.admin_email, &err) < 0)
         goto fail;
     if (app_subsystems_start(&app, &err) < 0)

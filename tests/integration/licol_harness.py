@@ -37,6 +37,8 @@ class LicolServer:
         self.tmp = tempfile.mkdtemp(prefix="licol-it-")
         self.port = free_port()
         self.db = os.path.join(self.tmp, "licol.db")
+        # Login sessions and failed logins live in this second file.
+        self.sessions_db = self.db + "-sessions"
         self.config_path = os.path.join(self.tmp, "licol.conf")
         config = {
             "listen_host": "127.0.0.1",

@@ -67,7 +67,7 @@ class LoginTest(unittest.TestCase):
         session = Session(self.server)
         session.login("employe@test.invalid", PASSWORD)
         token = session.cookie.split("=", 1)[1]
-        db = sqlite3.connect(self.server.db)
+        db = sqlite3.connect(self.server.sessions_db)
         hashes = [row[0] for row in db.execute("SELECT token_hash FROM session")]
         db.close()
         self.assertNotIn(token, hashes)
@@ -142,7 +142,7 @@ class LoginTest(unittest.TestCase):
     def test_idle_session_expires(self):
         session = Session(self.server)
         session.login("employe@test.invalid", PASSWORD)
-        db = sqlite3.connect(self.server.db)
+        db = sqlite3.connect(self.server.sessions_db)
         db.execute("UPDATE session SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-13 hours')"
                    " WHERE id = (SELECT max(id) FROM session)")
         db.commit()
@@ -153,7 +153,7 @@ class LoginTest(unittest.TestCase):
     def test_absolute_expiry(self):
         session = Session(self.server)
         session.login("employe@test.invalid", PASSWORD)
-        db = sqlite3.connect(self.server.db)
+        db = sqlite3.connect(self.server.sessions_db)
         db.execute("UPDATE session SET expires_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-1 minute')"
                    " WHERE id = (SELECT max(id) FROM session)")
         db.commit()
@@ -163,7 +163,7 @@ class LoginTest(unittest.TestCase):
 
     def test_session_lifetime_is_seven_days(self):
         Session(self.server).login("employe@test.invalid", PASSWORD)
-        db = sqlite3.connect(self.server.db)
+        db = sqlite3.connect(self.server.sessions_db)
         days = db.execute("SELECT julianday(expires_at) - julianday(created_at) FROM session"
                           " ORDER BY id DESC LIMIT 1").fetchone()[0]
         db.close()
@@ -235,6 +235,86 @@ class PasswordTest(unittest.TestCase):
         rows = db.execute("SELECT action, field FROM audit_log WHERE action = 'password.change'").fetchall()
         db.close()
         self.assertEqual(len(rows), 2)
+
+
+class SessionsFileTest(unittest.TestCase):
+    """Sessions and failed logins live in the file beside the database
+    whose name ends in "-sessions"."""
+
+    def setUp(self):
+        self.server = LicolServer().start()
+        self.manager = manager_session(self.server)
+        self.user_id = self.server.add_user("cible@test.invalid", "employe", PASSWORD)
+
+    def tearDown(self):
+        self.server.cleanup()
+
+    def count(self, sql, *args):
+        db = sqlite3.connect(self.server.sessions_db)
+        try:
+            return db.execute(sql, args).fetchone()[0]
+        finally:
+            db.close()
+
+    def test_main_file_has_no_session_tables(self):
+        db = sqlite3.connect(self.server.db)
+        names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        db.close()
+        self.assertNotIn("session", names)
+        self.assertNotIn("login_attempt", names)
+        self.assertGreaterEqual(self.count("SELECT COUNT(*) FROM session"), 1)
+
+    def test_failed_login_recorded_in_sessions_file(self):
+        Session(self.server).json("POST", "/api/v1/session",
+                                  {"email": "cible@test.invalid", "password": "mauvais-mot"})
+        self.assertEqual(
+            self.count("SELECT COUNT(*) FROM login_attempt WHERE email = ?", "cible@test.invalid"), 1)
+
+    def test_deleting_person_deletes_sessions(self):
+        user = Session(self.server)
+        user.login("cible@test.invalid", PASSWORD)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM session WHERE person_id = ?", self.user_id), 1)
+        status, body = self.manager.json("DELETE", "/api/v1/riders/%d" % self.user_id)
+        self.assertIn(status, (200, 204), body)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM session WHERE person_id = ?", self.user_id), 0)
+        self.assertEqual(user.json("GET", "/api/v1/session")[0], 401)
+
+    def test_upgrade_moves_open_sessions(self):
+        """A database from before the sessions file keeps its open sessions."""
+        user = Session(self.server)
+        user.login("cible@test.invalid", PASSWORD)
+        self.server.stop()
+
+        # Rebuild the layout of migration 0009: the tables in the main file,
+        # no sessions file, migration 0010 not recorded.
+        sessions = sqlite3.connect(self.server.sessions_db)
+        rows = sessions.execute("SELECT id, token_hash, person_id, csrf_token, created_at,"
+                                " last_seen_at, expires_at, ip, user_agent FROM session").fetchall()
+        sessions.close()
+
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.server.sessions_db + suffix):
+                os.remove(self.server.sessions_db + suffix)
+        db = sqlite3.connect(self.server.db)
+        db.executescript("""
+            CREATE TABLE session (
+                id INTEGER PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+                person_id INTEGER NOT NULL REFERENCES person (id) ON DELETE CASCADE,
+                csrf_token TEXT NOT NULL, created_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL, ip TEXT, user_agent TEXT);
+            CREATE TABLE login_attempt (
+                id INTEGER PRIMARY KEY, at INTEGER NOT NULL, ip TEXT NOT NULL, email TEXT NOT NULL);
+            DELETE FROM schema_migration WHERE scope = 'core' AND number = 10;
+        """)
+        db.executemany("INSERT INTO session VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("INSERT INTO login_attempt (at, ip, email) VALUES (1, '127.0.0.1', 'x@test.invalid')")
+        db.commit()
+        db.close()
+
+        self.server.start()
+        self.assertIn("applied core/0010_sessions_file", self.server.stderr())
+        self.assertEqual(user.json("GET", "/api/v1/session")[0], 200)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM login_attempt"), 1)
 
 
 class RateLimitTest(unittest.TestCase):

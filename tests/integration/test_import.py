@@ -874,6 +874,66 @@ class ServerBusyTest(unittest.TestCase):
             server.cleanup()
 
 
+class WritesDuringImportTest(unittest.TestCase):
+    """While an import holds the write lock, logins go on and other writes
+    fail at once with a French message, so that the server never stalls."""
+
+    def test_login_works_and_edit_fails_fast(self):
+        tmp = tempfile.mkdtemp(prefix="licol-slow-")
+        # About 2 ms of mapping per row keeps the import writing for
+        # several seconds on 2,500 rows.
+        scripts = club_scripts(tmp, "  local start = os.clock()\n"
+                                    "  while os.clock() - start < 0.002 do end\n")
+        server = LicolServer(scripts_dir=scripts).start()
+        try:
+            manager = manager_session(server)
+            employee_id = server.add_user("employe@test.invalid", "employe", PASSWORD)
+            path = os.path.join(server.tmp, "lent.csv")
+            generate(path, 2500, seed=11)
+            with open(path, "rb") as f:
+                status, _, body = manager.call("POST", "/api/v1/imports?filename=lent.csv",
+                                               raw_body=f.read())
+            self.assertEqual(status, 202, body)
+            run_id = json.loads(body)["run"]["id"]
+            for _ in range(500):
+                _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+                if run["state"] == "running" and run["progress"].get("rows", 0) > 50:
+                    break
+                time.sleep(0.01)
+            self.assertEqual(run["state"], "running")
+
+            start = time.time()
+            employee = Session(server)
+            employee.login("employe@test.invalid", PASSWORD)
+            self.assertLess(time.time() - start, 1.0)
+
+            start = time.time()
+            status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id, {"city": "Pau"})
+            self.assertLess(time.time() - start, 1.0)
+            self.assertEqual(status, 503)
+            self.assertEqual(body["error"]["code"], "busy")
+            self.assertIn("Un import est en cours", body["error"]["message"])
+
+            start = time.time()
+            status, _, _ = server.request("GET", "/healthz")
+            self.assertEqual(status, 200)
+            self.assertLess(time.time() - start, 1.0)
+            # The checks above ran while the import was still writing.
+            _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+            self.assertEqual(run["state"], "running")
+
+            while run["state"] not in ("done", "failed"):
+                time.sleep(0.1)
+                _, run = manager.json("GET", "/api/v1/imports/%d" % run_id)
+            self.assertEqual(run["state"], "done", run.get("error"))
+            status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id, {"city": "Pau"})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(employee.json("GET", "/api/v1/session")[0], 200)
+        finally:
+            server.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class ShutdownDuringImportTest(unittest.TestCase):
     def test_sigterm_cancels_running_import(self):
         server = LicolServer({"max_upload": "200M"}).start()
