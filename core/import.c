@@ -525,10 +525,12 @@ static char *licence_json(const char *number, const char *type, const char *cate
 /* Inserts or updates the licence of the row's season. The file's values
  * win for that season, because licence fields always take the newest value.
  * With fill_only (a second line of the same person in one file), the row
- * only completes what the first line left empty.
+ * only completes what the first line left empty. stored_season is the
+ * person's latest licence season (0 for none): a later season cannot have
+ * a row yet, so it is inserted without a lookup.
  * Returns 1 when something changed, 0 when not, -1 on error. */
 static int upsert_licence(struct job *job, int64_t id, const struct licence_in *in,
-                          int fill_only, int is_new)
+                          int fill_only, int is_new, long stored_season)
 {
     sqlite3_stmt *stmt;
     char field[32];
@@ -537,8 +539,10 @@ static int upsert_licence(struct job *job, int64_t id, const struct licence_in *
     if (in->season <= 0 || !in->number)
         return 0;
     snprintf(field, sizeof(field), "licence:%ld", in->season);
-    if (is_new)
-        goto insert; /* a person created by this row has no licence yet */
+    /* A person created by this row has no licence yet, and a season later
+     * than the latest stored one has no row yet. */
+    if (is_new || in->season > stored_season)
+        goto insert;
     stmt = db_stmt(job->db, "SELECT number, type, category, club, taken_on FROM licence"
                             " WHERE person_id = ?1 AND season = ?2");
     if (!stmt)
@@ -927,6 +931,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
     json_t *changes = json_array_size(job->samples) < IMPORT_SAMPLE_CHANGES ? json_array() : NULL;
     int changed = 0, rc;
     int first_seen, has_roles = 0;
+    long stored_season = 0;
 
     if (is_empty(in.values[COL_LAST_NAME]) && is_empty(in.values[COL_FIRST_NAME])) {
         reject_row(job, "ni nom ni prénom : la ligne ne désigne personne");
@@ -954,7 +959,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
             if (in.values[c])
                 sample_change(changes, column_names[c], column_labels[c], NULL, in.values[c]);
         }
-        if (upsert_licence(job, id, &in.licence, 0, 1) < 0 ||
+        if (upsert_licence(job, id, &in.licence, 0, 1, 0) < 0 ||
             add_contact(job, id, in.email2, 1) < 0)
             goto db_error;
         if (merge_plugin_fields(job, row, id, 1, changes) < 0)
@@ -982,7 +987,6 @@ static int process_record(struct job *job, const struct mapped_row *row)
                      " FROM person WHERE id = ?1");
         char *old[COL_COUNT] = {0};
         const char *merged[COL_COUNT];
-        long stored_season;
         int newest;
 
         if (!stmt)
@@ -1030,7 +1034,7 @@ static int process_record(struct job *job, const struct mapped_row *row)
             goto db_error;
     }
 
-    rc = upsert_licence(job, id, &in.licence, first_seen != 0, 0);
+    rc = upsert_licence(job, id, &in.licence, first_seen != 0, 0, stored_season);
     if (rc < 0)
         goto db_error;
     changed |= rc;
