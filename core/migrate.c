@@ -4,6 +4,7 @@
  */
 #include "migrate.h"
 #include "log.h"
+#include "person.h"
 #include "util.h"
 
 #include <stdarg.h>
@@ -90,6 +91,55 @@ static int record_and_run(struct db *db, const char *scope, int number, const ch
     return 0;
 }
 
+/* Recomputes the people's derived keys once per PERSON_KEYS_VERSION, in
+ * one transaction recorded as the migration person_keys/<version>. */
+static int refresh_person_keys(struct db *db, char **err)
+{
+    sqlite3_stmt *stmt = db_stmt(db, "SELECT 1 FROM schema_migration"
+                                     " WHERE scope = 'person_keys' AND number = ?1");
+    char now[32];
+    long updated = 0;
+    int recorded, rc;
+
+    if (!stmt)
+        goto fail;
+    sqlite3_bind_int(stmt, 1, PERSON_KEYS_VERSION);
+    recorded = sqlite3_step(stmt) == SQLITE_ROW;
+    sqlite3_reset(stmt);
+    if (recorded)
+        return 0;
+
+    if (db_begin(db) != SQLITE_OK)
+        goto fail;
+    rc = person_refresh_all_keys(db, &updated);
+    db_now(now, sizeof(now));
+    stmt = rc == SQLITE_OK ? db_stmt(db, "INSERT INTO schema_migration (scope, number, name,"
+                                         " applied_at) VALUES ('person_keys', ?1, 'refresh', ?2)")
+                           : NULL;
+    if (!stmt)
+        goto rollback;
+    sqlite3_bind_int(stmt, 1, PERSON_KEYS_VERSION);
+    sqlite3_bind_text(stmt, 2, now, -1, SQLITE_STATIC);
+    rc = sqlite3_step(stmt);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_DONE || db_commit(db) != SQLITE_OK)
+        goto rollback;
+    log_info("migrate", "person keys at version %d: %ld people updated", PERSON_KEYS_VERSION,
+             updated);
+    return 0;
+
+rollback:
+    *err = str_printf("Impossible de recalculer les clés de rapprochement des fiches : %s. La "
+                      "base n'a pas été modifiée.",
+                      db_error_fr(db));
+    db_rollback(db);
+    return -1;
+fail:
+    *err = str_printf("Impossible de lire l'état des clés de rapprochement des fiches : %s.",
+                      db_error_fr(db));
+    return -1;
+}
+
 int migrate_apply(struct db *db, char **err)
 {
     int current, latest, applied = 0;
@@ -136,6 +186,8 @@ int migrate_apply(struct db *db, char **err)
                           sqlite3_errmsg(db_handle(db)));
         return -1;
     }
+    if (refresh_person_keys(db, err) < 0)
+        return -1;
     return applied;
 }
 

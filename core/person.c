@@ -2,6 +2,7 @@
 #include "normalize.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void person_match_key(const char *last_name, const char *first_name, const char *birth_date,
@@ -77,4 +78,88 @@ int person_refresh_keys(struct db *db, int64_t person_id)
     rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+#define REFRESH_CHUNK 1000 /* people read per query, before their updates */
+
+struct stored_keys {
+    int64_t id;
+    char match_key[PERSON_KEY_SIZE];
+    char search[PERSON_SEARCH_SIZE];
+};
+
+/* Reads up to REFRESH_CHUNK people after after_id and computes their keys.
+ * Returns how many were read, or -1 with the SQLite error in *rc. The
+ * updates run after the query is reset, never while it reads the table. */
+static int compute_chunk(struct db *db, int64_t after_id, struct stored_keys *keys,
+                         unsigned char *changed, int *rc)
+{
+    sqlite3_stmt *stmt = db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone,"
+                                     " mobile, licence_number, match_key, search_text"
+                                     " FROM person WHERE id > ?1 ORDER BY id LIMIT ?2");
+    int n = 0;
+
+    if (!stmt) {
+        *rc = SQLITE_ERROR;
+        return -1;
+    }
+    sqlite3_bind_int64(stmt, 1, after_id);
+    sqlite3_bind_int(stmt, 2, REFRESH_CHUNK);
+    while ((*rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct stored_keys *k = &keys[n];
+        const char *old_key = (const char *)sqlite3_column_text(stmt, 8);
+        const char *old_search = (const char *)sqlite3_column_text(stmt, 9);
+
+#define COL(i) ((const char *)sqlite3_column_text(stmt, (i)))
+        k->id = sqlite3_column_int64(stmt, 0);
+        person_match_key(COL(1), COL(2), COL(3), k->match_key, sizeof(k->match_key));
+        person_search_text(COL(1), COL(2), COL(4), COL(5), COL(6), COL(7), k->search,
+                           sizeof(k->search));
+#undef COL
+        changed[n] = !old_key || strcmp(old_key, k->match_key) != 0 || !old_search ||
+                     strcmp(old_search, k->search) != 0;
+        n++;
+    }
+    sqlite3_reset(stmt);
+    if (*rc != SQLITE_DONE)
+        return -1;
+    *rc = SQLITE_OK;
+    return n;
+}
+
+int person_refresh_all_keys(struct db *db, long *updated)
+{
+    struct stored_keys *keys = malloc(REFRESH_CHUNK * sizeof(*keys));
+    unsigned char changed[REFRESH_CHUNK];
+    int64_t after_id = 0;
+    int rc = SQLITE_OK, n;
+
+    *updated = 0;
+    if (!keys)
+        return SQLITE_NOMEM;
+    while ((n = compute_chunk(db, after_id, keys, changed, &rc)) > 0) {
+        for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+            sqlite3_stmt *stmt;
+
+            if (!changed[i])
+                continue;
+            stmt = db_stmt(db, "UPDATE person SET match_key = ?2, search_text = ?3 WHERE id = ?1");
+            if (!stmt) {
+                rc = SQLITE_ERROR;
+                break;
+            }
+            sqlite3_bind_int64(stmt, 1, keys[i].id);
+            sqlite3_bind_text(stmt, 2, keys[i].match_key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(stmt, 3, keys[i].search, -1, SQLITE_STATIC);
+            rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db_handle(db));
+            sqlite3_reset(stmt);
+            if (rc == SQLITE_OK)
+                (*updated)++;
+        }
+        if (rc != SQLITE_OK)
+            break;
+        after_id = keys[n - 1].id;
+    }
+    free(keys);
+    return rc;
 }

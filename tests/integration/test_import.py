@@ -447,6 +447,29 @@ def club_scripts(tmp, lua_before_return):
     return scripts
 
 
+class PersonKeysRefreshTest(unittest.TestCase):
+    """Keys stored by an older computation are recomputed once at start-up,
+    so that the next import still recognises the people."""
+
+    def test_stale_keys_recomputed_once(self):
+        cli = CliImport()
+        first = cli.json(sample("ffe-2025.csv"))
+        expected = cli.query("SELECT id, match_key, search_text FROM person ORDER BY id")
+        db = sqlite3.connect(cli.db)
+        db.execute("UPDATE person SET match_key = upper(match_key), search_text = ''")
+        db.execute("DELETE FROM schema_migration WHERE scope = 'person_keys'")
+        db.commit()
+        db.close()
+
+        again = cli.json(sample("ffe-2025.csv"))
+        self.assertEqual(cli.query("SELECT id, match_key, search_text FROM person ORDER BY id"),
+                         expected)
+        self.assertEqual(again["created"], 0)
+        self.assertEqual(cli.scalar("SELECT COUNT(*) FROM person"), first["created"])
+        self.assertEqual(cli.scalar("SELECT COUNT(*) FROM schema_migration"
+                                    " WHERE scope = 'person_keys'"), 1)
+
+
 class RowRollbackTest(unittest.TestCase):
     """Rows run without a savepoint each; a row that the database refuses
     half-way makes the run start again with one savepoint per row."""
