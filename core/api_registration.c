@@ -917,6 +917,30 @@ static int64_t recheck_duplicate(struct app *app, json_t *row)
     return candidate;
 }
 
+/* Contact details that a registration attached to a record already on
+ * file copies into that record's empty fields: the confirmed address and
+ * what is needed to reach the person. Names, birth date and licence
+ * number are those the record was matched on, so they stay as stored. */
+static const char *const contact_keys[] = {
+    "email", "phone", "mobile", "address", "address2", "postcode", "city", "country", NULL,
+};
+
+/* Runs outcome_write for person_id, a record on file, in the transaction
+ * that also fills its empty contact details from the registration.
+ * Returns 0, or -1 after responding. */
+static int outcome_commit_filling(struct http_request *req, struct outcome *o, int64_t person_id)
+{
+    size_t filled;
+
+    o->req = req;
+    if (api_rider_fill_empty(o->app, req, o->actor, person_id, json_object_get(o->row, "data"),
+                             contact_keys, outcome_write_responding, o, &filled) != 0)
+        return -1;
+    log_info("registration", "%s: registration %lld: %zu empty fields of person %lld filled",
+             req->id, (long long)row_int(o->row, "id"), filled, (long long)person_id);
+    return 0;
+}
+
 /* Runs outcome_write for person_id in its own transaction. Returns 0, or
  * -1 after responding 500. */
 static int outcome_commit(struct http_request *req, struct outcome *o, int64_t person_id)
@@ -1043,7 +1067,7 @@ static void handle_confirm(struct http_request *req, void *ctx)
         o.attach = 1;
         o.give_role = rules.role;
         o.only_if_no_role = 1;
-        if (outcome_commit(req, &o, candidate) != 0)
+        if (outcome_commit_filling(req, &o, candidate) != 0)
             goto done;
         log_info("registration",
                  "%s: registration %lld confirmed from the address on file of "
@@ -1248,7 +1272,7 @@ static void handle_validate(struct http_request *req, void *ctx)
         }
         o.attach = 1;
         o.drop_role = 0; /* the existing person keeps the roles they had */
-        if (outcome_commit(req, &o, candidate) != 0)
+        if (outcome_commit_filling(req, &o, candidate) != 0)
             goto done;
         person = candidate;
     } else {

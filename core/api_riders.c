@@ -856,6 +856,63 @@ done:
     return id;
 }
 
+int api_rider_fill_empty(struct app *app, struct http_request *req, const struct auth_user *user,
+                         int64_t id, json_t *fields, const char *const *keys,
+                         int (*in_tx)(void *arg, int64_t id), void *arg, size_t *filled)
+{
+    json_t *current = person_values(app, id, NULL), *fill = json_object(), *hooks;
+    struct change_set set = {0};
+    int rc = -1;
+
+    *filled = 0;
+    if (current == NULL) {
+        http_respond_error(req, 404, "not_found", "Cavalier introuvable.");
+        goto done;
+    }
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        const char *incoming = json_string_value(json_object_get(fields, keys[i]));
+        const char *stored = json_string_value(json_object_get(current, keys[i]));
+
+        if (incoming != NULL && incoming[0] != '\0' && (stored == NULL || stored[0] == '\0'))
+            json_object_set_new(fill, keys[i], json_string(incoming));
+    }
+    if (collect_changes(app, req, user, fill, current, 0, &set) != 0 ||
+        check_conflicts(app, req, id, 0, &set) != 0)
+        goto done;
+
+    if (db_begin(app->db) != SQLITE_OK) {
+        api_respond_db_error(req, app, "begin");
+        goto done;
+    }
+    if (set.count > 0 && write_changes(app, user, id, &set, "update") != 0) {
+        api_respond_db_error(req, app, "rider fill");
+        db_rollback(app->db);
+        goto done;
+    }
+    if (in_tx != NULL && in_tx(arg, id) != 0) {
+        db_rollback(app->db);
+        goto done;
+    }
+    if (db_commit(app->db) != SQLITE_OK) {
+        api_respond_db_error(req, app, "rider fill");
+        db_rollback(app->db);
+        goto done;
+    }
+    api_data_changed();
+    *filled = set.count;
+    if (set.count > 0) {
+        hooks = run_person_hook(app, SCRIPT_HOOK_PERSON_UPDATED, id, &set);
+        json_decref(hooks);
+    }
+    rc = 0;
+
+done:
+    change_set_clear(&set);
+    json_decref(fill);
+    json_decref(current);
+    return rc;
+}
+
 static void handle_create(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;

@@ -69,7 +69,8 @@ class RegistrationCase(unittest.TestCase):
                                     timeout=600)
             self.assertEqual(result.returncode, 0, result.stderr.decode())
         self.server.start()
-        self.server.add_user("staff@test.invalid", "gerant", PASSWORD, "Staff", "Sam")
+        self.manager_id = self.server.add_user("staff@test.invalid", "gerant", PASSWORD, "Staff",
+                                               "Sam")
         self.manager = Session(self.server)
         self.manager.login("staff@test.invalid", PASSWORD)
 
@@ -424,6 +425,9 @@ class DuplicateTest(RegistrationCase):
         self.assertEqual(reg["person_id"], person)
         self.assertEqual(self.scalar("SELECT count(*) FROM person"), people)
         self.assertEqual(self.roles(person), roles)  # an imported client stays a client
+        # The address on file stays; the form's address does not replace it.
+        self.assertEqual(self.scalar("SELECT email FROM person WHERE id = ?", person),
+                         rider["email"])
 
         status, body = self.manager.json("POST", "/api/v1/inscriptions/%d/validation" % rid, {})
         self.assertEqual(status, 200, body)
@@ -436,6 +440,9 @@ class DuplicateTest(RegistrationCase):
         rider = IMPORTED_WITHOUT_EMAIL
         person = self.scalar("SELECT id FROM person WHERE birth_date = ? AND first_name = ?",
                              rider["birth_date"], "Cécile")
+        before = self.query("SELECT email, mobile, address, postcode, city FROM person WHERE id = ?",
+                            person)[0]
+        self.assertIsNone(before[0])
         status, body = self.submit(adult(last_name=rider["last_name"].upper(),
                                          first_name="cecile", birth_date=rider["birth_date"],
                                          email="cecile.dv@example.test"))
@@ -463,6 +470,44 @@ class DuplicateTest(RegistrationCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(body["person_id"], person)
         self.assertEqual(self.scalar("SELECT count(*) FROM person"), people)
+
+        # The confirmed address and the empty contact details are copied
+        # into the record; what the record already had stays.
+        email, mobile, address, postcode, city = self.query(
+            "SELECT email, mobile, address, postcode, city FROM person WHERE id = ?", person)[0]
+        self.assertEqual(email, "cecile.dv@example.test")
+        self.assertEqual(mobile, before[1])
+        self.assertEqual(address, before[2])
+        self.assertEqual(postcode, before[3])
+        self.assertEqual(city, before[4])
+        self.assertEqual(city, "Bourg-en-Bresse")
+        actors = self.query("SELECT DISTINCT actor_id FROM audit_log WHERE person_id = ?"
+                            " AND action = 'update' AND field = 'email'", person)
+        self.assertEqual(actors, [(self.manager_id,)])
+        # The person can now choose a password.
+        self.assertEqual(len(self.invitations("cecile.dv@example.test")), 1)
+
+    def test_link_fills_empty_contact_details(self):
+        person = self.scalar("SELECT id FROM person WHERE licence_number = '8862829W'")
+        self.assertEqual(self.query("SELECT email, mobile, address, postcode, city FROM person"
+                                    " WHERE id = ?", person)[0], (None, None, None, None, None))
+        self.submit(adult(last_name="De Villiers", first_name="Sophie", birth_date="2001-10-11",
+                          licence_number="8862829W", email="sophie.dv@example.test"))
+        _, token = self.link(1)
+        self.confirm(token)
+        rid = self.last_registration_id()
+        status, body = self.manager.json("POST", "/api/v1/inscriptions/%d/validation" % rid,
+                                         {"action": "link"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["person_id"], person)
+        self.assertEqual(self.query("SELECT email, mobile, address, postcode, city FROM person"
+                                    " WHERE id = ?", person)[0],
+                         ("sophie.dv@example.test", "+33611223344", "3 chemin des Prés", "44000",
+                          "Nantes"))
+        fields = [row[0] for row in self.query("SELECT field FROM audit_log WHERE person_id = ?"
+                                               " AND action = 'update' ORDER BY id", person)]
+        self.assertEqual(sorted(fields), ["address", "city", "email", "mobile", "postcode"])
+        self.assertEqual(len(self.invitations("sophie.dv@example.test")), 1)
 
     def test_staff_may_create_a_namesake(self):
         rider = IMPORTED_WITHOUT_EMAIL
