@@ -1128,6 +1128,24 @@ static int run_savepoint(struct job *job, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Fails the run when the failed row ended the whole transaction, as
+ * RAISE(ROLLBACK) in a trigger or a full disk do. Without this check, the
+ * next rows would run outside any transaction and be committed one by
+ * one. Returns 1 when the run failed. */
+static int transaction_lost(struct job *job)
+{
+    if (!sqlite3_get_autocommit(db_handle(job->db)))
+        return 0;
+    log_error("import", "run %lld line %ld: the database rolled the transaction back: %s",
+              (long long)job->run_id, job->line_no, sqlite3_errmsg(db_handle(job->db)));
+    job_fail(job, 0,
+             str_printf("La base de données a annulé tout l'import à la ligne %ld : « %.300s ». "
+                        "Rien n'a été modifié. Si ce message vient d'une extension, corrigez la "
+                        "ligne ou la règle de l'extension, puis relancez l'import.",
+                        job->line_no, sqlite3_errmsg(db_handle(job->db))));
+    return 1;
+}
+
 /* Writing thread: merges one mapped row into the database. Returns 0, or 1
  * to stop (a fatal error, or a restart with savepoints). */
 static int write_row(struct job *job, const struct mapped_row *row)
@@ -1145,6 +1163,8 @@ static int write_row(struct job *job, const struct mapped_row *row)
 
     if (!job->row_savepoints) {
         rc = process_record(job, row);
+        if (rc != 0 && transaction_lost(job))
+            return 1;
         if (rc == -2) {
             log_info("import", "run %lld line %ld: the row must be rolled back alone; running "
                      "the file again with one savepoint per row", (long long)job->run_id,
@@ -1159,6 +1179,8 @@ static int write_row(struct job *job, const struct mapped_row *row)
         return 1;
     }
     rc = process_record(job, row);
+    if (rc != 0 && transaction_lost(job))
+        return 1;
     if (rc == 0) {
         if (run_savepoint(job, "RELEASE import_row") != SQLITE_OK) {
             job_db_fail(job, "fin de ligne");
