@@ -35,8 +35,14 @@ void api_respond_errorf(struct http_request *req, int status, const char *code, 
  * below min (the caller responds 422). */
 int api_query_int(struct http_request *req, const char *name, int fallback, int min, int max);
 
-/* Responds 500 for a database failure and logs the SQLite message. */
+/* Responds 503 "busy" when another connection had the lock (an import
+ * writing), otherwise 500, and logs the SQLite message. */
 void api_respond_db_error(struct http_request *req, struct app *app, const char *what);
+
+/* Returns 1 when the last statement on app's connection failed because
+ * another connection had the lock (an import writing), so that a handler
+ * responds with api_respond_db_error rather than its own error. */
+int api_db_busy(struct app *app);
 
 /* Reads the path parameter name as a positive integer id. Returns it, or 0
  * after responding 404 when it is not one. */

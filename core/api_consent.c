@@ -984,7 +984,10 @@ static void handle_requests(struct http_request *req, void *ctx)
         goto done;
     }
     if (consent_send(app, ids, (size_t)count, run_id, &result, &err) != 0) {
-        http_respond_error(req, 409, "consent", err ? err : "Erreur.");
+        if (api_db_busy(app))
+            api_respond_db_error(req, app, "consent requests");
+        else
+            http_respond_error(req, 409, "consent", err ? err : "Erreur.");
         goto done;
     }
     api_audit(app, user, count == 1 ? ids[0] : 0, "consent.request", NULL, NULL, NULL);

@@ -116,7 +116,10 @@ static void handle_recovery_mails(struct http_request *req, void *ctx)
     request.import_run_id = run_id;
     request.token_kind = "invitation";
     if (recovery_send(app, &request, &result, &err) != 0) {
-        http_respond_error(req, 500, "mail", err ? err : "Erreur inconnue.");
+        if (api_db_busy(app))
+            api_respond_db_error(req, app, "recovery mails");
+        else
+            http_respond_error(req, 500, "mail", err ? err : "Erreur inconnue.");
         goto done;
     }
     api_audit(app, user, count == 1 ? ids[0] : 0, "mail.recovery", NULL, NULL,
@@ -172,14 +175,22 @@ static void handle_forgot(struct http_request *req, void *ctx)
         sqlite3_step(stmt);
         sqlite3_reset(stmt);
     }
+    /* Every request is recorded, known address or not, so a failure here
+     * (an import writing) reveals nothing about the address. */
     stmt = db_stmt(app->db, "INSERT INTO mail_request (at, ip, email) VALUES (?1, ?2, ?3)");
-    if (stmt != NULL) {
-        sqlite3_bind_int64(stmt, 1, now);
-        sqlite3_bind_text(stmt, 2, req->remote_addr, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
-        sqlite3_step(stmt);
-        sqlite3_reset(stmt);
+    if (stmt == NULL) {
+        api_respond_db_error(req, app, "mail request");
+        goto done;
     }
+    sqlite3_bind_int64(stmt, 1, now);
+    sqlite3_bind_text(stmt, 2, req->remote_addr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        sqlite3_reset(stmt);
+        api_respond_db_error(req, app, "mail request");
+        goto done;
+    }
+    sqlite3_reset(stmt);
 
     /* NOTE: a known address also renders and queues a mail before the
      * response, so it takes a few milliseconds longer than an unknown one;

@@ -145,6 +145,13 @@ void api_respond_errorf(struct http_request *req, int status, const char *code, 
     free(message);
 }
 
+int api_db_busy(struct app *app)
+{
+    int code = sqlite3_errcode(db_handle(app->db)) & 0xff;
+
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED;
+}
+
 void api_respond_db_error(struct http_request *req, struct app *app, const char *what)
 {
     int code = sqlite3_errcode(db_handle(app->db)) & 0xff;
@@ -154,9 +161,9 @@ void api_respond_db_error(struct http_request *req, struct app *app, const char 
                  db_long_write_in_progress() ? " (an import is writing)" : "");
         http_respond_error(req, 503, "busy",
                            db_long_write_in_progress()
-                               ? "Un import est en cours d'écriture dans la base : rien n'a été "
-                                 "enregistré. Réessayez quand il sera terminé (la page Imports "
-                                 "montre son avancement)."
+                               ? "Un import de fichier (ou son annulation) est en cours "
+                                 "d'écriture : rien n'a été enregistré. Réessayez dans quelques "
+                                 "minutes."
                                : "La base de données est occupée par un autre traitement : rien "
                                  "n'a été enregistré. Réessayez dans un instant.");
         return;
@@ -485,14 +492,14 @@ static struct auth_user *user_from_session(struct app *app, const char *cookie)
             /* Best effort: while an import has the write lock, the touch is
              * skipped so that the request does not wait out the busy
              * timeout. The next request a minute later tries again. */
-            sqlite3_busy_timeout(db_handle(app->db), 0);
+            db_set_no_wait(app->db, 1);
             sqlite3_bind_int64(stmt, 1, session_id);
             sqlite3_bind_text(stmt, 2, now_text, -1, SQLITE_STATIC);
             if (sqlite3_step(stmt) != SQLITE_DONE)
                 log_debug("auth", "session %lld: last_seen_at not updated (database busy)",
                           (long long)session_id);
             sqlite3_reset(stmt);
-            sqlite3_busy_timeout(db_handle(app->db), DB_BUSY_TIMEOUT_MS);
+            db_set_no_wait(app->db, 0);
         }
         last_seen = now;
     }
@@ -1058,15 +1065,24 @@ static void handle_session_post(struct http_request *req, void *ctx)
     }
 
     /* The attempt is counted before the check, so that parallel guesses
-     * cannot all pass the limit; a success deletes it again. */
+     * cannot all pass the limit; a success deletes it again. A guess that
+     * cannot be counted is not checked, or the limit could be bypassed. */
     stmt = db_stmt(app->db, "INSERT INTO login_attempt (at, ip, email) VALUES (?1, ?2, ?3)");
-    if (stmt != NULL) {
-        sqlite3_bind_int64(stmt, 1, (sqlite3_int64)time(NULL));
-        sqlite3_bind_text(stmt, 2, req->remote_addr, -1, SQLITE_STATIC);
-        sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
-        sqlite3_step(stmt);
-        sqlite3_reset(stmt);
+    if (stmt == NULL) {
+        api_respond_db_error(req, app, "login attempt");
+        password_work_free(w);
+        goto done;
     }
+    sqlite3_bind_int64(stmt, 1, (sqlite3_int64)time(NULL));
+    sqlite3_bind_text(stmt, 2, req->remote_addr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, email, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) != SQLITE_DONE) {
+        sqlite3_reset(stmt);
+        api_respond_db_error(req, app, "login attempt");
+        password_work_free(w);
+        goto done;
+    }
+    sqlite3_reset(stmt);
     stmt = db_stmt(app->db, "SELECT id, password_hash FROM person"
                             " WHERE email = ?1 AND password_hash IS NOT NULL ORDER BY id LIMIT 1");
     if (stmt != NULL) {

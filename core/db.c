@@ -7,13 +7,17 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DB_CACHE_SLOTS 512 /* power of two; more statements than this are not cached */
 
@@ -27,6 +31,7 @@ struct db {
     char *path;
     int long_writer;        /* set by db_set_long_writer */
     int holds_long_write;   /* counted in long_writes until the transaction ends */
+    int no_wait;            /* set by db_set_no_wait */
     struct cached_stmt cache[DB_CACHE_SLOTS];
 };
 
@@ -74,8 +79,18 @@ struct db *db_open(const char *path, char **err)
                      "PRAGMA synchronous = NORMAL;"
                      "PRAGMA foreign_keys = ON;"
                      "PRAGMA temp_store = MEMORY;");
-    if (rc == SQLITE_OK)
-        rc = attach_sessions(db);
+    if (rc == SQLITE_OK && (rc = attach_sessions(db)) != SQLITE_OK) {
+        char *sessions_path = db_sessions_path(path);
+
+        *err = str_printf("Impossible d'ouvrir en écriture le fichier des sessions %s : %s. "
+                          "Vérifiez qu'il appartient, comme %s, à l'utilisateur qui lance Licol "
+                          "et qu'il est modifiable.",
+                          sessions_path ? sessions_path : "", rc == SQLITE_READONLY
+                              ? "fichier en lecture seule" : sqlite3_errmsg(db->handle), path);
+        free(sessions_path);
+        db_close(db);
+        return NULL;
+    }
     if (rc != SQLITE_OK) {
         *err = str_printf("La base de données %s est illisible : %s. Est-ce bien un fichier "
                             "Licol ?",
@@ -119,14 +134,35 @@ char *db_sessions_path(const char *path)
     return str_printf("%s-sessions", path);
 }
 
+/* Creates the sessions file, when missing, with the main file's mode and
+ * owner: it contains IP addresses, and a copy created by root for a CLI
+ * command must stay writable by the server's user. SQLite gives its -wal
+ * and -shm files the same mode. */
+static void create_sessions_file(const char *main_path, const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (strcmp(path, ":memory:") == 0 || stat(main_path, &st) != 0)
+        return;
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
+    if (fd < 0)
+        return; /* it exists, or ATTACH reports why it cannot be created */
+    if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0)
+        log_warn("db", "%s: owner not set to that of %s: %s", path, main_path, strerror(errno));
+    close(fd);
+}
+
 static int attach_sessions(struct db *db)
 {
     char *path = db_sessions_path(db->path);
     sqlite3_stmt *stmt = NULL;
     int rc = SQLITE_NOMEM;
 
-    if (path)
+    if (path) {
+        create_sessions_file(db->path, path);
         rc = sqlite3_prepare_v2(db->handle, "ATTACH DATABASE ?1 AS sessions", -1, &stmt, NULL);
+    }
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db->handle);
@@ -135,10 +171,21 @@ static int attach_sessions(struct db *db)
     free(path);
     if (rc != SQLITE_OK)
         return rc;
+    if (sqlite3_db_readonly(db->handle, "sessions") == 1)
+        return SQLITE_READONLY;
     rc = db_exec(db, SQL_SESSIONS_SCHEMA);
     if (rc != SQLITE_OK)
         return rc;
     return db_link_sessions(db);
+}
+
+/* Deletes the sessions of people who no longer exist: those deleted by a
+ * long writer, or by a restore of an older copy of the main file. Person
+ * ids can be reused, so such a session must not outlive its person. */
+static int delete_orphan_sessions(struct db *db)
+{
+    return db_exec(db, "DELETE FROM sessions.session WHERE NOT EXISTS"
+                       " (SELECT 1 FROM main.person WHERE person.id = session.person_id)");
 }
 
 int db_link_sessions(struct db *db)
@@ -153,6 +200,8 @@ int db_link_sessions(struct db *db)
     sqlite3_reset(stmt);
     if (!has_person)
         return SQLITE_OK; /* a new file: migrate_apply calls this again */
+    if (delete_orphan_sessions(db) != SQLITE_OK)
+        return sqlite3_errcode(db->handle);
     /* A TEMP trigger is the only kind that may write to another file. It
      * lasts as long as the connection, so every connection creates it. */
     return db_exec(db, "CREATE TEMP TRIGGER IF NOT EXISTS person_delete_sessions"
@@ -163,10 +212,11 @@ int db_link_sessions(struct db *db)
 /* Busy handler of the event loop's connection: it gives up at once while
  * this process has a long write transaction open, so that a request fails
  * fast instead of stopping the whole server for the busy timeout. */
-static int interactive_busy(void *unused, int attempts)
+static int interactive_busy(void *arg, int attempts)
 {
-    (void)unused;
-    if (atomic_load(&long_writes) > 0)
+    struct db *db = arg;
+
+    if (db->no_wait || atomic_load(&long_writes) > 0)
         return 0;
     if (attempts * DB_BUSY_STEP_MS >= DB_BUSY_TIMEOUT_MS)
         return 0;
@@ -176,12 +226,21 @@ static int interactive_busy(void *unused, int attempts)
 
 void db_set_interactive(struct db *db)
 {
-    sqlite3_busy_handler(db->handle, interactive_busy, NULL);
+    sqlite3_busy_handler(db->handle, interactive_busy, db);
+}
+
+void db_set_no_wait(struct db *db, int no_wait)
+{
+    db->no_wait = no_wait;
 }
 
 void db_set_long_writer(struct db *db)
 {
     db->long_writer = 1;
+    /* People deleted by this connection (an undo) must not lock the
+     * sessions file until the commit: db_commit removes their sessions
+     * afterwards instead. */
+    db_exec(db, "DROP TRIGGER IF EXISTS temp.person_delete_sessions");
 }
 
 int db_long_write_in_progress(void)
@@ -298,6 +357,8 @@ int db_commit(struct db *db)
 {
     int rc = db_exec(db, "COMMIT");
 
+    if (rc == SQLITE_OK && db->holds_long_write)
+        delete_orphan_sessions(db); /* logged on failure; the next start retries */
     end_long_write(db);
     return rc;
 }

@@ -28,9 +28,10 @@ struct db *db_open(const char *path, char **err);
  * for an in-memory database. The caller frees it; NULL when out of memory. */
 char *db_sessions_path(const char *path);
 
-/* Creates, for this connection, the trigger that deletes a person's
- * sessions with the person. Does nothing while the person table does not
- * exist; migrate_apply calls it again once it does. */
+/* Deletes the sessions of people who no longer exist, and creates, for
+ * this connection, the trigger that deletes a person's sessions with the
+ * person. Does nothing while the person table does not exist;
+ * migrate_apply calls it again once it does. */
 int db_link_sessions(struct db *db);
 
 /* Makes the connection of the event loop give up waiting for a lock at
@@ -38,9 +39,15 @@ int db_link_sessions(struct db *db);
  * and after DB_BUSY_TIMEOUT_MS otherwise. */
 void db_set_interactive(struct db *db);
 
+/* On a connection set with db_set_interactive, makes statements give up
+ * at once on a lock (no_wait 1) until called again with 0. */
+void db_set_no_wait(struct db *db, int no_wait);
+
 /* Marks the connection's write transactions as long ones, such as an
  * import's: from db_begin to db_commit or db_rollback, interactive
- * connections do not wait for the write lock. */
+ * connections do not wait for the write lock. The connection then leaves
+ * the sessions file alone during the transaction, and db_commit deletes
+ * the sessions of the people it deleted. */
 void db_set_long_writer(struct db *db);
 
 /* Returns 1 while a long write transaction is open in this process. */

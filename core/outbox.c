@@ -477,7 +477,11 @@ static int claim(struct outbox_sender *s, struct slot *slot)
         goto done;
     }
     if (step != SQLITE_ROW) {
-        log_error("outbox", "claiming a mail failed: %s", sqlite3_errmsg(db_handle(s->db)));
+        if ((step & 0xff) == SQLITE_BUSY)
+            log_warn("outbox", "claiming a mail timed out: the database is locked (an import "
+                               "writing?); retrying later");
+        else
+            log_error("outbox", "claiming a mail failed: %s", sqlite3_errmsg(db_handle(s->db)));
         goto done;
     }
 

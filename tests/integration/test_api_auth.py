@@ -279,6 +279,45 @@ class SessionsFileTest(unittest.TestCase):
         self.assertEqual(self.count("SELECT COUNT(*) FROM session WHERE person_id = ?", self.user_id), 0)
         self.assertEqual(user.json("GET", "/api/v1/session")[0], 401)
 
+    def test_restored_database_drops_newer_sessions(self):
+        """After a restore of an older main file, a session of a person the
+        copy does not have is deleted, and cannot pass to the person who
+        gets the same id next."""
+        self.server.stop()
+        backup = self.server.db + ".copie"
+        shutil.copyfile(self.server.db, backup)
+        self.server.start()
+        client_id = self.server.add_user("client@test.invalid", "client", PASSWORD)
+        client = Session(self.server)
+        client.login("client@test.invalid", PASSWORD)
+        self.server.stop()
+
+        shutil.copyfile(backup, self.server.db)
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(self.server.db + suffix):
+                os.remove(self.server.db + suffix)
+        self.server.start()
+        self.assertEqual(self.count("SELECT COUNT(*) FROM session WHERE person_id = ?", client_id), 0)
+        self.assertEqual(client.json("GET", "/api/v1/session")[0], 401)
+        manager = Session(self.server)
+        manager.login(MANAGER, PASSWORD)
+        status, rider = manager.json("POST", "/api/v1/riders", {"last_name": "Nouveau",
+                                                                "first_name": "Venu"})
+        self.assertEqual(status, 201, rider)
+        self.assertEqual(rider["id"], client_id)
+        self.assertEqual(client.json("GET", "/api/v1/session")[0], 401)
+
+    def test_sessions_file_takes_main_file_mode(self):
+        self.server.stop()
+        os.chmod(self.server.db, 0o600)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.server.sessions_db + suffix):
+                os.remove(self.server.sessions_db + suffix)
+        self.server.start()
+        Session(self.server).login("cible@test.invalid", PASSWORD)
+        self.assertEqual(os.stat(self.server.sessions_db).st_mode & 0o777, 0o600)
+        self.assertEqual(os.stat(self.server.sessions_db + "-wal").st_mode & 0o777, 0o600)
+
     def test_upgrade_moves_open_sessions(self):
         """A database from before the sessions file keeps its open sessions."""
         user = Session(self.server)

@@ -252,6 +252,25 @@ class SeasonReimportTest(unittest.TestCase):
         result = self.cli.run("--undo", str(first["run_id"]), expect=1)
         self.assertIn("dernier import", result.stderr.decode())
 
+    def test_undo_deletes_sessions_of_removed_people(self):
+        out = self.cli.json(sample("ffe-2025.csv"))
+        person_id = self.cli.scalar("SELECT MAX(id) FROM person WHERE created_by_import = ?",
+                                    out["run_id"])
+        sessions = sqlite3.connect(self.cli.db + "-sessions")
+        sessions.execute("INSERT INTO session (token_hash, person_id, csrf_token, created_at,"
+                         " last_seen_at, expires_at) VALUES ('x', ?, 'y', '2026-12-04T10:00:00Z',"
+                         " '2026-12-04T10:00:00Z', '2099-01-01T00:00:00Z')", (person_id,))
+        sessions.commit()
+        sessions.close()
+
+        result = self.cli.json("--undo", str(out["run_id"]))
+        self.assertTrue(result["undone"])
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE id = ?", person_id), 0)
+        sessions = sqlite3.connect(self.cli.db + "-sessions")
+        count = sessions.execute("SELECT COUNT(*) FROM session").fetchone()[0]
+        sessions.close()
+        self.assertEqual(count, 0)
+
     def test_undo_refused_after_staff_change(self):
         self.cli.json(sample("ffe-2025.csv"))
         out = self.cli.json(sample("ffe-2026.csv"))
@@ -504,6 +523,37 @@ class RowRollbackTest(unittest.TestCase):
                                        " WHERE kind = 'warning'"))
         self.assertIn("« X »", messages["sex"])
         self.assertIn("« galop-12 »", messages["galop"])
+
+    def test_trigger_rollback_fails_whole_run(self):
+        """RAISE(ROLLBACK) ends the whole transaction: the run fails and no
+        row after it may be committed on its own."""
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
+                                "1234567A;Dupont;Jean;2026"])
+        self.assertEqual(out["created"], 1)
+        db = sqlite3.connect(self.cli.db)
+        db.execute("CREATE TRIGGER cancel_all BEFORE INSERT ON person"
+                   " WHEN NEW.last_name = 'Annule' BEGIN SELECT RAISE(ROLLBACK, 'tout annulé'); END")
+        db.commit()
+        db.close()
+        before = db_fingerprint(self.cli.db)
+
+        lines = ["Numéro licence;Nom;Prénom;Millésime"]
+        lines += ["12%05dA;Avant;Personne%d;2026" % (i, i) for i in range(300)]
+        lines += ["1299999Z;Annule;Paul;2026"]
+        lines += ["13%05dB;Apres;Personne%d;2026" % (i, i) for i in range(300)]
+        path = os.path.join(self.cli.tmp, "annule.csv")
+        with open(path, "wb") as f:
+            f.write("\r\n".join(lines + [""]).encode("cp1252"))
+        result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
+                                capture_output=True, env=self.env, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person"), 1)
+        state, error = self.cli.query("SELECT state, error FROM import_run ORDER BY id DESC"
+                                      " LIMIT 1")[0]
+        self.assertEqual(state, "failed")
+        self.assertIn("annulé tout l'import à la ligne 302", error)
+        self.assertIn("« tout annulé »", error)
 
     def test_refused_row_rolled_back_alone(self):
         out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
@@ -911,6 +961,18 @@ class WritesDuringImportTest(unittest.TestCase):
         try:
             manager = manager_session(server)
             employee_id = server.add_user("employe@test.invalid", "employe", PASSWORD)
+            # A session last seen over a minute ago writes last_seen_at on
+            # its next request. That write must not change how later
+            # requests wait for the lock.
+            server.stop()
+            db = sqlite3.connect(server.sessions_db)
+            db.execute("UPDATE session SET last_seen_at ="
+                       " strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-2 minutes')")
+            db.commit()
+            db.close()
+            server.start()
+            self.assertEqual(manager.json("GET", "/api/v1/session")[0], 200)
+
             path = os.path.join(server.tmp, "lent.csv")
             generate(path, 2500, seed=11)
             with open(path, "rb") as f:
@@ -935,7 +997,7 @@ class WritesDuringImportTest(unittest.TestCase):
             self.assertLess(time.time() - start, 1.0)
             self.assertEqual(status, 503)
             self.assertEqual(body["error"]["code"], "busy")
-            self.assertIn("Un import est en cours", body["error"]["message"])
+            self.assertIn("Un import de fichier", body["error"]["message"])
 
             start = time.time()
             status, _, _ = server.request("GET", "/healthz")
