@@ -25,6 +25,16 @@
 #define REMINDER_FIRST_MS (30 * 1000)
 #define REMINDERS_MAX 10 /* entries of consent.lua's schedule used */
 #define LIST_MAX 500
+
+/* Clients the staff list selects: ?1 a status or NULL, ?2 a LIKE pattern
+ * or NULL. The page and its total use the same filter. */
+#define LIST_WHERE                                                                   \
+    " WHERE s.status IS NOT NULL"                                                    \
+    " AND EXISTS (SELECT 1 FROM person_role r WHERE r.person_id = p.id"              \
+    "  AND r.role = 'client')"                                                       \
+    " AND (?1 IS NULL OR s.status = ?1)"                                             \
+    " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\'"                          \
+    "  OR p.last_name LIKE ?2 ESCAPE '\\' OR p.email LIKE ?2 ESCAPE '\\')"
 #define QUERY_MAX 200
 
 static uv_timer_t reminder_timer;
@@ -775,7 +785,7 @@ static void handle_list(struct http_request *req, void *ctx)
     sqlite3_stmt *stmt;
     json_t *counts, *items;
     int limit, offset;
-    json_int_t total = 0;
+    json_int_t total = 0, matching = 0;
 
     if (auth_require(app, req, "consent.manage", 0) == NULL)
         return;
@@ -826,6 +836,17 @@ static void handle_list(struct http_request *req, void *ctx)
     }
     json_object_set_new(counts, "tous", json_integer(total));
 
+    /* The number of people the filters select, for the pages of the list. */
+    stmt = db_stmt(app->db, "SELECT count(*) FROM person p"
+                            " JOIN consent_person_status s ON s.person_id = p.id"
+                            LIST_WHERE);
+    if (stmt != NULL) {
+        db_bind_text_or_null(stmt, 1, status);
+        db_bind_text_or_null(stmt, 2, pattern);
+        matching = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+        sqlite3_reset(stmt);
+    }
+
     items = json_array();
     stmt = db_stmt(app->db,
                    "SELECT p.id, p.last_name, p.first_name, p.email, s.status,"
@@ -835,12 +856,7 @@ static void handle_list(struct http_request *req, void *ctx)
                    " (SELECT max(r.reminders) FROM consent_request r JOIN person h"
                    "  ON h.id = r.person_id WHERE h.email = p.email AND r.closed_at IS NULL)"
                    " FROM person p JOIN consent_person_status s ON s.person_id = p.id"
-                   " WHERE s.status IS NOT NULL"
-                   " AND EXISTS (SELECT 1 FROM person_role r WHERE r.person_id = p.id"
-                   "  AND r.role = 'client')"
-                   " AND (?1 IS NULL OR s.status = ?1)"
-                   " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\'"
-                   "  OR p.last_name LIKE ?2 ESCAPE '\\' OR p.email LIKE ?2 ESCAPE '\\')"
+                   LIST_WHERE
                    " ORDER BY p.last_name COLLATE NOCASE, p.first_name COLLATE NOCASE, p.id"
                    " LIMIT ?3 OFFSET ?4");
     if (stmt == NULL) {
@@ -866,8 +882,9 @@ static void handle_list(struct http_request *req, void *ctx)
     sqlite3_reset(stmt);
     free(pattern);
     http_set_header(req, "Cache-Control", "no-store");
-    http_respond_json(req, 200, json_pack("{s:o,s:o,s:i,s:i}", "counts", counts, "items", items,
-                                          "limit", limit, "offset", offset));
+    http_respond_json(req, 200, json_pack("{s:o,s:o,s:I,s:i,s:i}", "counts", counts, "items",
+                                          items, "total", matching, "limit", limit, "offset",
+                                          offset));
 }
 
 static void handle_person(struct http_request *req, void *ctx)

@@ -889,6 +889,25 @@ test('voluntary password change', async () => {
   await page.waitForURL('**/cavaliers');
 });
 
+test('consent list pages', async () => {
+  await apiCall('POST', '/consents/documents/cgu/versions', { title: 'Conditions générales', text: 'Le club accueille les cavaliers.' });
+  for (let i = 0; i < 101; i += 1) await createRider({ last_name: `Pagination${String(i).padStart(3, '0')}`, first_name: 'Test' });
+  const { total } = await apiCall('GET', '/consents?limit=1');
+  const pages = Math.ceil(total / 100);
+  assert(pages >= 2, `expected at least two pages, total ${total}`);
+
+  await goto('/consentement');
+  const position = page.locator('nav.pagination span');
+  assertEqual((await position.textContent()).trim(), `Page 1 sur ${pages}`, 'first page');
+  assertEqual(await page.locator('table tbody tr').count(), 100, 'rows on the first page');
+  await page.click('nav.pagination a:has-text("Page suivante")');
+  await page.waitForURL('**/consentement?page=2');
+  await position.waitFor();
+  assertEqual((await position.textContent()).trim(), `Page 2 sur ${pages}`, 'second page');
+  assert(await page.isVisible('nav.pagination a:has-text("Page précédente")'), 'link back');
+  await shot('consentement-pages');
+});
+
 // ---- main -----------------------------------------------------------------
 
 async function main() {

@@ -91,6 +91,26 @@ class ConsentTestCase(unittest.TestCase):
         return json.loads(data)
 
 
+class ConsentListTest(ConsentTestCase):
+    def test_list_pages_cover_every_client(self):
+        ids = {self.rider(last_name="Client%03d" % i) for i in range(130)}
+        status, first = self.manager.json("GET", "/api/v1/consents?limit=100")
+        self.assertEqual(status, 200, first)
+        self.assertEqual(first["total"], 130)
+        self.assertEqual(len(first["items"]), 100)
+        status, second = self.manager.json("GET", "/api/v1/consents?limit=100&offset=100")
+        self.assertEqual(status, 200, second)
+        self.assertEqual(second["total"], 130)
+        self.assertEqual(len(second["items"]), 30)
+        self.assertEqual({i["id"] for i in first["items"] + second["items"]}, ids)
+
+        # The total follows the search, not only the status counts.
+        status, found = self.manager.json("GET", "/api/v1/consents?q=client01&limit=5")
+        self.assertEqual(found["total"], 10)
+        self.assertEqual(len(found["items"]), 5)
+        self.assertEqual(found["counts"]["tous"], 130)
+
+
 class ConsentLinkTest(ConsentTestCase):
     def test_mail_link_accept_and_proof(self):
         parent = self.rider(first_name="Claire", last_name="Dubois", email="dubois@exemple.test",

@@ -137,15 +137,33 @@ function publishForm(app, documents, box) {
   return form;
 }
 
+const PAGE_SIZE = 100;
+
+// Links to the previous and next pages of the list, keeping its filters.
+function pagination(current, page, pages) {
+  if (pages <= 1) return null;
+  const pageLink = (target, label) => {
+    const params = new URLSearchParams(current);
+    params.delete('personne');
+    if (target > 1) params.set('page', String(target)); else params.delete('page');
+    return h('a', { class: 'button button--small button--secondary', href: `/consentement${params.toString() ? `?${params}` : ''}` }, label);
+  };
+  return h('nav', { class: 'pagination', 'aria-label': 'Pages' },
+    page > 1 ? pageLink(page - 1, 'Page précédente') : null,
+    h('span', {}, ` Page ${Math.min(page, pages)} sur ${pages} `),
+    page < pages ? pageLink(page + 1, 'Page suivante') : null);
+}
+
 export async function consentsPage(ctx) {
   const { app, main } = ctx;
   const status = ctx.query.get('statut') || '';
   const q = ctx.query.get('q') || '';
   const personId = Number(ctx.query.get('personne')) || 0;
+  const page = Math.max(1, Number(ctx.query.get('page')) || 1);
   app.setTitle('Gestion du consentement');
 
   const [list, docs] = await Promise.all([
-    api('GET', `/consents${query({ status: status || null, q: q || null, limit: 500 })}`),
+    api('GET', `/consents${query({ status: status || null, q: q || null, limit: PAGE_SIZE, offset: (page - 1) * PAGE_SIZE })}`),
     api('GET', '/consents/documents'),
   ]);
   if (!ctx.isCurrent()) return;
@@ -213,6 +231,6 @@ export async function consentsPage(ctx) {
     rows.length ? h('div', { class: 'table-holder' }, h('table', { class: 'table table--cards' },
       h('thead', {}, h('tr', {}, ['Nom', 'Adresse e-mail', 'Statut', 'Dernière réponse', 'Dernier mail', 'Détail'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows))) : h('p', { class: 'empty' }, 'Aucun client dans cette liste.'),
-    list.items.length === 500 ? h('p', { class: 'muted' }, 'Seuls les 500 premiers sont affichés : affinez la recherche.') : null,
+    pagination(ctx.query, page, Math.ceil(list.total / PAGE_SIZE)),
     publishForm(app, documents, box));
 }
