@@ -1,7 +1,8 @@
--- Lower bound of any import that writes what Licol's first import writes:
--- the same people, licences, roles and audit rows, with the same indexes,
--- in one transaction, but loaded by plain SQL statements with no cleaning,
--- no matching and no per-row work. run.sh runs it on a database freshly
+-- Estimate of the lower bound of an import that writes what Licol's first
+-- import writes. It writes the same people, licences, roles and audit rows
+-- with the same indexes and settings (WAL, 16 MB cache) in one
+-- transaction. Plain SQL statements load them, with no cleaning, no
+-- matching and no per-row work. run.sh runs it on a database freshly
 -- created by `licol migrate`, with the file converted to UTF-8 as u.csv
 -- in the current directory. It is not a product path: a rider listed twice
 -- is dropped (INSERT OR IGNORE) instead of merged.

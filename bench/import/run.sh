@@ -4,8 +4,8 @@
 # of the next season onto it, and in the same run sqlite3's own .import of
 # the same file (converted to UTF-8) into a bare table, for comparison.
 # It also runs floor.sql: the same rows and indexes as Licol's first
-# import, written by plain SQL statements with no cleaning and no matching,
-# which bounds what any implementation on this schema can reach.
+# import, written by plain SQL statements with no cleaning and no matching.
+# That estimates how fast any implementation on this schema could be.
 # Prints wall time, rows per second, peak RSS and the ratios.
 #
 # Usage: bench/import/run.sh [BUILD_DIR] [ROWS]
