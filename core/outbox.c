@@ -11,6 +11,7 @@
  * found by the periodic poll.
  */
 #include "outbox.h"
+#include "mail_error.h"
 #include "curl_uv.h"
 #include "log.h"
 #include "util.h"
@@ -25,7 +26,6 @@
 
 #define LIST_LIMIT_MAX 500
 #define SMTP_REPLY_MAX 300   /* bytes of the last server reply kept for last_error */
-#define LAST_ERROR_MAX 600   /* bytes of last_error */
 #define MAX_CONNECTIONS 16
 
 /* ---- Queue --------------------------------------------------------------- */
@@ -420,19 +420,24 @@ static void send_done(CURL *easy, CURLcode result, const char *error, void *data
         s->stats.sent++;
         log_debug("outbox", "mail %lld sent", (long long)slot->id);
     } else {
-        char reason[LAST_ERROR_MAX];
+        char explanation[320], detail[CURL_ERROR_SIZE + SMTP_REPLY_MAX + 32];
+        char reason[sizeof(explanation) + sizeof(detail) + 32];
         bool permanent = code >= 500 && code < 600;
 
         if (slot->reply[0])
-            snprintf(reason, sizeof(reason), "%s (server reply: %s)", error, slot->reply);
+            snprintf(detail, sizeof(detail), "%s (server reply: %s)", error, slot->reply);
         else
-            snprintf(reason, sizeof(reason), "%s", error);
+            snprintf(detail, sizeof(detail), "%s", error);
+        /* Staff read last_error: a French explanation first, then the
+         * technical detail, usually in English, that the logs keep. */
+        mail_error_explain((int)result, code, slot->reply, explanation, sizeof(explanation));
+        snprintf(reason, sizeof(reason), "%s. Détail technique : %s", explanation, detail);
 
         if (permanent || slot->attempts >= s->cfg.max_attempts) {
             record_outcome(s, slot->id, "failed", reason, NULL, NULL);
             s->stats.failed++;
             log_warn("outbox", "mail %lld failed after %d attempt(s)%s: %s", (long long)slot->id,
-                     slot->attempts, permanent ? " (permanent error)" : "", reason);
+                     slot->attempts, permanent ? " (permanent error)" : "", detail);
         } else {
             char next[32];
             long delay = backoff_seconds(&s->cfg, slot->attempts);
@@ -445,7 +450,7 @@ static void send_done(CURL *easy, CURLcode result, const char *error, void *data
             record_outcome(s, slot->id, "queued", reason, NULL, next);
             s->stats.retried++;
             log_warn("outbox", "mail %lld attempt %d failed, retrying at %s: %s",
-                     (long long)slot->id, slot->attempts, next, reason);
+                     (long long)slot->id, slot->attempts, next, detail);
         }
     }
     slot_clear(slot);

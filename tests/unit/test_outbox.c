@@ -322,6 +322,7 @@ static void smtp_down_keeps_mails_queued(void **state)
         error = mail_column(f, ids[i], "SELECT last_error FROM outbox WHERE id = ?1");
         assert_non_null(error);
         assert_non_null(strstr(error, "onnect"));
+        assert_non_null(strstr(error, "Impossible de joindre le serveur d'envoi"));
         free(error);
         attempts = mail_column(f, ids[i], "SELECT attempts FROM outbox WHERE id = ?1");
         assert_true(atoi(attempts) >= 1);
@@ -354,6 +355,8 @@ static void rejected_recipient_fails_then_retry(void **state)
     assert_non_null(error);
     assert_non_null(strstr(error, "550"));
     assert_non_null(strstr(error, "Mailbox unavailable"));
+    /* Staff read a French explanation before the server's reply. */
+    assert_ptr_equal(strstr(error, "L'adresse du destinataire n'existe pas"), error);
     free(error);
     error = mail_column(f, bad, "SELECT attempts FROM outbox WHERE id = ?1");
     assert_string_equal(error, "1");
@@ -400,6 +403,7 @@ static void temporary_failure_retried_then_failed(void **state)
     free(value);
     value = mail_column(f, id, "SELECT last_error FROM outbox WHERE id = ?1");
     assert_non_null(strstr(value, "451"));
+    assert_non_null(strstr(value, "pour un moment"));
     free(value);
 }
 
@@ -428,6 +432,7 @@ static void auth_credentials_used(void **state)
     assert_string_equal(mail_state(f, id), "failed");
     error = mail_column(f, id, "SELECT last_error FROM outbox WHERE id = ?1");
     assert_non_null(strstr(error, "535"));
+    assert_non_null(strstr(error, "smtp_user et smtp_password"));
     free(error);
 }
 
@@ -445,6 +450,7 @@ static void tls_required_rejects_plain_server(void **state)
     assert_string_equal(mail_state(f, id), "failed");
     error = mail_column(f, id, "SELECT last_error FROM outbox WHERE id = ?1");
     assert_non_null(strstr(error, "STARTTLS"));
+    assert_non_null(strstr(error, "connexion chiffrée"));
     free(error);
     assert_int_equal(smtp_sink_count(&f->sink), 0);
 }
