@@ -403,6 +403,10 @@ static int64_t insert_person(struct job *job, const char *const values[COL_COUNT
     sqlite3_reset(stmt);
     if (rc != SQLITE_DONE)
         return -1;
+    /* A trigger's RAISE(IGNORE) skips the insert without an error: the
+     * last rowid is then another row's. */
+    if (sqlite3_changes(db_handle(job->db)) == 0)
+        return 0;
     return sqlite3_last_insert_rowid(db_handle(job->db));
 }
 
@@ -720,7 +724,17 @@ static int link_guardian(struct job *job, int64_t child_id, const struct guardia
         values[COL_PHONE] = g->phone;
         values[COL_MOBILE] = g->mobile;
         guardian_id = insert_person(job, values);
-        if (guardian_id < 0 || audit(job, guardian_id, "create", NULL, NULL, "responsable légal") ||
+        if (guardian_id < 0)
+            return -1;
+        if (guardian_id == 0) {
+            job->counts.warnings++;
+            add_issue(job, 'w', "guardian", "une règle de la base ajoutée par une extension a "
+                                            "ignoré la création du responsable légal : lien à "
+                                            "faire à la main",
+                      child_id);
+            return 0;
+        }
+        if (audit(job, guardian_id, "create", NULL, NULL, "responsable légal") ||
             ensure_role(job, guardian_id, 1, 0) < 0)
             return -1;
         job->counts.created++;
@@ -953,6 +967,12 @@ static int process_record(struct job *job, const struct mapped_row *row)
         id = insert_person(job, in.values);
         if (id < 0)
             goto db_error;
+        if (id == 0) {
+            reject_row(job, "une règle de la base ajoutée par une extension a ignoré la création "
+                            "de cette personne : la ligne n'a pas été importée");
+            json_decref(changes);
+            return 0;
+        }
         if (audit(job, id, "create", NULL, NULL, NULL) != SQLITE_OK || ensure_role(job, id, 1, 0) < 0)
             goto db_error;
         for (int c = 0; c < COL_COUNT; c++) {
@@ -1024,7 +1044,11 @@ static int process_record(struct job *job, const struct mapped_row *row)
         /* A valid address replaces the one kept aside as invalid. */
         if (merged[COL_EMAIL] && merged[COL_EMAIL_INVALID] && !same(merged[COL_EMAIL], old[COL_EMAIL])) {
             merged[COL_EMAIL_INVALID] = NULL;
-            audit(job, id, "update", "email_invalid", old[COL_EMAIL_INVALID], NULL);
+            if (audit(job, id, "update", "email_invalid", old[COL_EMAIL_INVALID], NULL) !=
+                SQLITE_OK) {
+                rc = -1;
+                goto update_done;
+            }
         }
         rc = changed ? update_person(job, id, merged, old) : SQLITE_OK;
     update_done:
@@ -1128,10 +1152,11 @@ static int run_savepoint(struct job *job, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Fails the run when the failed row ended the whole transaction, as
- * RAISE(ROLLBACK) in a trigger or a full disk do. Without this check, the
- * next rows would run outside any transaction and be committed one by
- * one. Returns 1 when the run failed. */
+/* Fails the run when the last row ended the whole transaction, as
+ * RAISE(ROLLBACK) in a trigger or a full disk do, even in a statement
+ * whose result the row ignored. Without this check, the next rows would
+ * run outside any transaction and be committed one by one. Returns 1 when
+ * the run failed. */
 static int transaction_lost(struct job *job)
 {
     if (!sqlite3_get_autocommit(db_handle(job->db)))
@@ -1163,7 +1188,7 @@ static int write_row(struct job *job, const struct mapped_row *row)
 
     if (!job->row_savepoints) {
         rc = process_record(job, row);
-        if (rc != 0 && transaction_lost(job))
+        if (transaction_lost(job))
             return 1;
         if (rc == -2) {
             log_info("import", "run %lld line %ld: the row must be rolled back alone; running "
@@ -1179,7 +1204,7 @@ static int write_row(struct job *job, const struct mapped_row *row)
         return 1;
     }
     rc = process_record(job, row);
-    if (rc != 0 && transaction_lost(job))
+    if (transaction_lost(job))
         return 1;
     if (rc == 0) {
         if (run_savepoint(job, "RELEASE import_row") != SQLITE_OK) {

@@ -555,6 +555,62 @@ class RowRollbackTest(unittest.TestCase):
         self.assertIn("annulé tout l'import à la ligne 302", error)
         self.assertIn("« tout annulé »", error)
 
+    def test_trigger_rollback_in_unreported_statement(self):
+        """A rollback in a statement that succeeds for the row (here the audit
+        row of an address moved out of "invalid") still fails the run."""
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime;Email",
+                                "1234567A;Dupont;Jean;2026;jean@@exemple.fr"])
+        self.assertEqual(out["created"], 1)
+        db = sqlite3.connect(self.cli.db)
+        db.execute("CREATE TRIGGER cancel_audit BEFORE INSERT ON audit_log"
+                   " WHEN NEW.field = 'email_invalid'"
+                   " BEGIN SELECT RAISE(ROLLBACK, 'refusé par l''extension'); END")
+        db.commit()
+        db.close()
+        before = db_fingerprint(self.cli.db)
+
+        path = os.path.join(self.cli.tmp, "correction.csv")
+        with open(path, "wb") as f:
+            f.write("\r\n".join(["Numéro licence;Nom;Prénom;Millésime;Email",
+                                  "1234567A;Dupont;Jean;2027;jean@exemple.fr",
+                                  "1234568B;Martin;Lise;2027;lise@exemple.fr", ""]).encode("cp1252"))
+        result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
+                                capture_output=True, env=self.env, timeout=60)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertEqual(db_fingerprint(self.cli.db), before)
+        error = self.cli.scalar("SELECT error FROM import_run ORDER BY id DESC LIMIT 1")
+        self.assertIn("annulé tout l'import à la ligne 2", error)
+
+    def test_trigger_ignore_on_insert_rejects_row(self):
+        """RAISE(IGNORE) skips a person's insert without an error: the row is
+        rejected, and nothing is attached to another person."""
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
+                                "1234567A;Dupont;Jean;2026"])
+        jean = self.cli.scalar("SELECT id FROM person")
+        db = sqlite3.connect(self.cli.db)
+        db.execute("UPDATE person_role SET role = 'employe' WHERE person_id = ?", (jean,))
+        db.execute("CREATE TRIGGER skip_person BEFORE INSERT ON person"
+                   " WHEN NEW.last_name LIKE 'Ignor%' BEGIN SELECT RAISE(IGNORE); END")
+        db.commit()
+        db.close()
+
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
+                                "1111111A;Nouveau;Alice;2026",
+                                "2222222B;Ignoré;Bruno;2026"])
+        self.assertEqual(out["created"], 1)
+        self.assertEqual(out["rejected"], 1)
+        self.assertEqual(self.cli.query("SELECT role FROM person_role WHERE person_id = ?", jean),
+                         [("employe",)])
+        self.assertEqual(self.cli.query("SELECT number FROM licence WHERE person_id = ?", jean),
+                         [("1234567A",)])
+        reason = self.cli.scalar("SELECT message FROM import_row_issue WHERE kind = 'rejected'"
+                                 " ORDER BY id DESC LIMIT 1")
+        self.assertIn("a ignoré la création de cette personne", reason)
+
+        undo = self.cli.json("--undo", str(out["run_id"]))
+        self.assertTrue(undo["undone"])
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person WHERE id = ?", jean), 1)
+
     def test_refused_row_rolled_back_alone(self):
         out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
                                 "1234567A;Dupont;Jean;2026",
