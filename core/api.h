@@ -104,15 +104,19 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
                          json_t *fields, unsigned roles, int (*in_tx)(void *arg, int64_t id),
                          void *arg);
 
-/* Fills the empty fields of person id, among the NULL-terminated keys,
- * with the values of fields (an object as for PATCH /api/v1/riders/:id).
- * The values are validated and audited as a PATCH by user would be. One
- * transaction writes them and runs in_tx(arg, id). Stored values are never
- * replaced. Sets *filled to the number of fields filled.
+/* Fills empty fields of person id with the values of fields (an object as
+ * for PATCH /api/v1/riders/:id), group by group. groups is a
+ * NULL-terminated list of NULL-terminated key lists. A group is filled only
+ * when the record has none of its values and all the new ones are valid. A group
+ * with "postcode" also takes the form's country when the record has none,
+ * and is skipped when the record has another one. The values are
+ * validated and audited as a PATCH by user would be. One transaction writes
+ * them and runs in_tx(arg, id). Stored values are never replaced, and
+ * invalid ones are skipped. Sets *filled to the number of fields filled.
  * Returns 0, or -1 after responding (404, 403, 422, 409 or 500; in_tx
  * responds itself when it returns non-zero). */
 int api_rider_fill_empty(struct app *app, struct http_request *req, const struct auth_user *user,
-                         int64_t id, json_t *fields, const char *const *keys,
+                         int64_t id, json_t *fields, const char *const *const *groups,
                          int (*in_tx)(void *arg, int64_t id), void *arg, size_t *filled);
 
 /* Runs the plugins' person_created hooks for a person created by

@@ -919,10 +919,15 @@ static int64_t recheck_duplicate(struct app *app, json_t *row)
 
 /* Contact details that a registration attached to a record already on
  * file copies into that record's empty fields: the confirmed address and
- * what is needed to reach the person. Names, birth date and licence
+ * what is needed to reach the person. The postal address is one group, so
+ * that a record never mixes two addresses. Names, birth date and licence
  * number are those the record was matched on, so they stay as stored. */
-static const char *const contact_keys[] = {
-    "email", "phone", "mobile", "address", "address2", "postcode", "city", "country", NULL,
+static const char *const email_group[] = {"email", NULL};
+static const char *const phone_group[] = {"phone", NULL};
+static const char *const mobile_group[] = {"mobile", NULL};
+static const char *const postal_group[] = {"address", "address2", "postcode", "city", NULL};
+static const char *const *const contact_groups[] = {
+    email_group, phone_group, mobile_group, postal_group, NULL,
 };
 
 /* Runs outcome_write for person_id, a record on file, in the transaction
@@ -934,7 +939,7 @@ static int outcome_commit_filling(struct http_request *req, struct outcome *o, i
 
     o->req = req;
     if (api_rider_fill_empty(o->app, req, o->actor, person_id, json_object_get(o->row, "data"),
-                             contact_keys, outcome_write_responding, o, &filled) != 0)
+                             contact_groups, outcome_write_responding, o, &filled) != 0)
         return -1;
     log_info("registration", "%s: registration %lld: %zu empty fields of person %lld filled",
              req->id, (long long)row_int(o->row, "id"), filled, (long long)person_id);
@@ -1067,7 +1072,7 @@ static void handle_confirm(struct http_request *req, void *ctx)
         o.attach = 1;
         o.give_role = rules.role;
         o.only_if_no_role = 1;
-        if (outcome_commit_filling(req, &o, candidate) != 0)
+        if (outcome_commit(req, &o, candidate) != 0)
             goto done;
         log_info("registration",
                  "%s: registration %lld confirmed from the address on file of "
@@ -1257,12 +1262,17 @@ static void handle_validate(struct http_request *req, void *ctx)
 
     attached_now = person == 0;
     if (person > 0) {
-        /* Already linked on confirmation: only the role changes. A person
-         * who was on file before keeps every role they had. */
-        if (person == candidate)
+        /* Already linked on confirmation: the role changes. A person who
+         * was on file before keeps every role they had, and gets the
+         * form's contact details in their empty fields now that staff
+         * accept the registration. */
+        if (person == candidate) {
             o.drop_role = 0;
-        if (outcome_commit(req, &o, person) != 0)
+            if (outcome_commit_filling(req, &o, person) != 0)
+                goto done;
+        } else if (outcome_commit(req, &o, person) != 0) {
             goto done;
+        }
     } else if (strcmp(action, "link") == 0) {
         if (candidate == 0) {
             api_respond_validation(req, json_pack("{s:s}", "action",

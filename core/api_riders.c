@@ -395,10 +395,12 @@ static void change_set_clear(struct change_set *set)
 /* Checks every key of body against the catalogue, the user's edit rights
  * and the field rules, and fills set with the values that change. Returns
  * 0; or responds (403 or 422) and returns -1. required_check: also report
- * required fields missing from body (creation). */
+ * required fields missing from body (creation). With rejected non-NULL,
+ * nothing is responded: *rejected is set to 1 when some key was refused,
+ * and set keeps the accepted ones. */
 static int collect_changes(struct app *app, struct http_request *req,
                            const struct auth_user *user, json_t *body, json_t *current,
-                           int creating, struct change_set *set)
+                           int creating, struct change_set *set, int *rejected)
 {
     struct api_scripts scripts;
     json_t *errors = json_object();
@@ -478,6 +480,11 @@ static int collect_changes(struct app *app, struct http_request *req,
         }
     }
 
+    if (rejected != NULL) {
+        *rejected = forbidden || json_object_size(errors) > 0;
+        rc = 0;
+        goto done;
+    }
     if (forbidden) {
         http_respond_error(req, 403, "forbidden",
                            "Vous n'avez pas le droit de modifier certains de ces champs.");
@@ -813,7 +820,7 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
     char now[32];
     int64_t id = 0;
 
-    if (collect_changes(app, req, user, fields, current, 1, &set) != 0 ||
+    if (collect_changes(app, req, user, fields, current, 1, &set, NULL) != 0 ||
         check_conflicts(app, req, 0, 0, &set) != 0)
         goto done;
 
@@ -856,11 +863,67 @@ done:
     return id;
 }
 
+/* Returns 1 when current has a non-empty value for key. */
+static int has_value(json_t *current, const char *key)
+{
+    const char *stored = json_string_value(json_object_get(current, key));
+
+    return stored != NULL && stored[0] != '\0';
+}
+
+/* Adds to set the values of fields for one group of keys, validated as a
+ * PATCH by user would be. It adds nothing when the record has one of them
+ * or when one value is invalid. */
+static void fill_group(struct app *app, struct http_request *req, const struct auth_user *user,
+                       int64_t id, json_t *fields, const char *const *keys, json_t *current,
+                       struct change_set *set)
+{
+    json_t *fill = json_object();
+    struct change_set group = {0};
+    const char *form_country = json_string_value(json_object_get(fields, "country"));
+    int rejected = 0, postal = 0;
+
+    for (size_t i = 0; keys[i] != NULL; i++) {
+        const char *incoming = json_string_value(json_object_get(fields, keys[i]));
+
+        if (has_value(current, keys[i]))
+            goto done;
+        if (strcmp(keys[i], "postcode") == 0)
+            postal = 1;
+        if (incoming != NULL && incoming[0] != '\0')
+            json_object_set_new(fill, keys[i], json_string(incoming));
+    }
+    /* A postcode is checked against its country. The form's country comes
+     * with the address when the record has none. An address in another
+     * country than the record's is left for staff to enter. */
+    if (postal && form_country != NULL && form_country[0] != '\0') {
+        if (!has_value(current, "country"))
+            json_object_set_new(fill, "country", json_string(form_country));
+        else if (strcmp(json_string_value(json_object_get(current, "country")), form_country) != 0)
+            goto done;
+    }
+    if (json_object_size(fill) == 0)
+        goto done;
+    collect_changes(app, req, user, fill, current, 0, &group, &rejected);
+    if (rejected || set->count + group.count > sizeof(set->items) / sizeof(set->items[0])) {
+        log_info("api", "%s: person %lld: group %s not filled (a value is invalid or not "
+                        "allowed)", req->id, (long long)id, keys[0]);
+        goto done;
+    }
+    memcpy(set->items + set->count, group.items, group.count * sizeof(group.items[0]));
+    set->count += group.count;
+    group.count = 0; /* the values now belong to set */
+
+done:
+    change_set_clear(&group);
+    json_decref(fill);
+}
+
 int api_rider_fill_empty(struct app *app, struct http_request *req, const struct auth_user *user,
-                         int64_t id, json_t *fields, const char *const *keys,
+                         int64_t id, json_t *fields, const char *const *const *groups,
                          int (*in_tx)(void *arg, int64_t id), void *arg, size_t *filled)
 {
-    json_t *current = person_values(app, id, NULL), *fill = json_object(), *hooks;
+    json_t *current = person_values(app, id, NULL), *hooks;
     struct change_set set = {0};
     int rc = -1;
 
@@ -869,15 +932,9 @@ int api_rider_fill_empty(struct app *app, struct http_request *req, const struct
         http_respond_error(req, 404, "not_found", "Cavalier introuvable.");
         goto done;
     }
-    for (size_t i = 0; keys[i] != NULL; i++) {
-        const char *incoming = json_string_value(json_object_get(fields, keys[i]));
-        const char *stored = json_string_value(json_object_get(current, keys[i]));
-
-        if (incoming != NULL && incoming[0] != '\0' && (stored == NULL || stored[0] == '\0'))
-            json_object_set_new(fill, keys[i], json_string(incoming));
-    }
-    if (collect_changes(app, req, user, fill, current, 0, &set) != 0 ||
-        check_conflicts(app, req, id, 0, &set) != 0)
+    for (size_t g = 0; groups[g] != NULL; g++)
+        fill_group(app, req, user, id, fields, groups[g], current, &set);
+    if (check_conflicts(app, req, id, 0, &set) != 0)
         goto done;
 
     if (db_begin(app->db) != SQLITE_OK) {
@@ -908,7 +965,6 @@ int api_rider_fill_empty(struct app *app, struct http_request *req, const struct
 
 done:
     change_set_clear(&set);
-    json_decref(fill);
     json_decref(current);
     return rc;
 }
@@ -962,7 +1018,7 @@ static void handle_update(struct http_request *req, void *ctx)
         http_respond_error(req, 404, "not_found", "Cavalier introuvable.");
         goto done;
     }
-    if (collect_changes(app, req, user, body, current, 0, &set) != 0 ||
+    if (collect_changes(app, req, user, body, current, 0, &set, NULL) != 0 ||
         check_conflicts(app, req, id, user->person_id == id, &set) != 0)
         goto done;
     if (set.count > 0) {

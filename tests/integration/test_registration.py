@@ -509,6 +509,71 @@ class DuplicateTest(RegistrationCase):
         self.assertEqual(sorted(fields), ["address", "city", "email", "mobile", "postcode"])
         self.assertEqual(len(self.invitations("sophie.dv@example.test")), 1)
 
+    def thomas_confirmed_from_file(self):
+        """Loïc Thomas (4473259A) is on file with an address but no postal
+        address; his registration is confirmed from the address on file."""
+        person = self.scalar("SELECT id FROM person WHERE licence_number = '4473259A'")
+        self.submit(adult(last_name="Thomas", first_name="Loïc", birth_date="1987-12-14",
+                          licence_number="4473259A", email="loic.thomas@example.test"))
+        _, token = self.link(1)
+        status, body = self.confirm(token)
+        self.assertEqual(status, 200, body)
+        return person, self.last_registration_id()
+
+    def postal(self, person):
+        return self.query("SELECT email, address, postcode, city FROM person WHERE id = ?",
+                          person)[0]
+
+    def test_confirmed_from_file_fills_at_validation(self):
+        person, rid = self.thomas_confirmed_from_file()
+        # Confirming proves the address on file, but staff have not decided yet.
+        self.assertEqual(self.postal(person), ("pauline.thomas@sfr.fr", None, None, None))
+        status, body = self.manager.json("POST", "/api/v1/inscriptions/%d/validation" % rid, {})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.postal(person),
+                         ("pauline.thomas@sfr.fr", "3 chemin des Prés", "44000", "Nantes"))
+        actors = self.query("SELECT DISTINCT actor_id FROM audit_log WHERE person_id = ?"
+                            " AND action = 'update'", person)
+        self.assertEqual(actors, [(self.manager_id,)])
+
+    def test_refusal_leaves_record_on_file_untouched(self):
+        person, rid = self.thomas_confirmed_from_file()
+        updates = self.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
+                              " AND action = 'update'", person)
+        status, body = self.manager.json("POST", "/api/v1/inscriptions/%d/refus" % rid, {})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.postal(person), ("pauline.thomas@sfr.fr", None, None, None))
+        self.assertEqual(self.scalar("SELECT COUNT(*) FROM audit_log WHERE person_id = ?"
+                                     " AND action = 'update'", person), updates)
+
+    def link_sophie(self, **form):
+        """Links a registration to Sophie De Villiers (8862829W, France, no
+        e-mail and no postal address on file)."""
+        person = self.scalar("SELECT id FROM person WHERE licence_number = '8862829W'")
+        self.submit(adult(last_name="De Villiers", first_name="Sophie", birth_date="2001-10-11",
+                          licence_number="8862829W", email="sophie.dv@example.test", **form))
+        _, token = self.link(1)
+        self.confirm(token)
+        status, body = self.manager.json("POST", "/api/v1/inscriptions/%d/validation"
+                                         % self.last_registration_id(), {"action": "link"})
+        self.assertEqual(status, 200, body)
+        return person
+
+    def test_address_of_another_country_not_filled(self):
+        person = self.link_sophie(address="12 rue Royale", postcode="1000", city="Bruxelles",
+                                  country="Belgique")
+        self.assertEqual(self.postal(person), ("sophie.dv@example.test", None, None, None))
+        self.assertEqual(self.scalar("SELECT country FROM person WHERE id = ?", person), "FR")
+
+    def test_partial_address_not_mixed(self):
+        person = self.scalar("SELECT id FROM person WHERE licence_number = '8862829W'")
+        status, body = self.manager.json("PATCH", "/api/v1/riders/%d" % person, {"city": "Lyon"})
+        self.assertEqual(status, 200, body)
+        self.link_sophie()
+        self.assertEqual(self.postal(person), ("sophie.dv@example.test", None, None, "Lyon"))
+        self.assertEqual(self.scalar("SELECT mobile FROM person WHERE id = ?", person),
+                         "+33611223344")
+
     def test_staff_may_create_a_namesake(self):
         rider = IMPORTED_WITHOUT_EMAIL
         people = self.scalar("SELECT count(*) FROM person")
