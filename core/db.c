@@ -148,6 +148,8 @@ static void create_sessions_file(const char *main_path, const char *path)
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 0777);
     if (fd < 0)
         return; /* it exists, or ATTACH reports why it cannot be created */
+    if (fchmod(fd, st.st_mode & 0777) != 0) /* open() applied the umask */
+        log_warn("db", "%s: mode not set to that of %s: %s", path, main_path, strerror(errno));
     if (geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) != 0)
         log_warn("db", "%s: owner not set to that of %s: %s", path, main_path, strerror(errno));
     close(fd);

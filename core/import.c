@@ -176,6 +176,14 @@ static void seen_add(struct seen_set *set, int64_t id)
     set->bits[word] |= (uint64_t)1 << (id % 64);
 }
 
+static void seen_remove(struct seen_set *set, int64_t id)
+{
+    size_t word = (size_t)id / 64;
+
+    if (id > 0 && word < set->words)
+        set->bits[word] &= ~((uint64_t)1 << (id % 64));
+}
+
 /* ---- merge policy ------------------------------------------------------------ */
 
 static int rule_from_name(const char *name, enum merge_rule *rule)
@@ -1092,9 +1100,15 @@ static int process_record(struct job *job, const struct mapped_row *row)
     }
     if (changed) {
         /* Counted once per person: a second line of the same person in the
-         * file that changes more is still one update. */
-        if (!first_seen)
+         * file that changes more is still one update, and a person whose
+         * first line changed nothing moves from unchanged to updated. */
+        if (!first_seen) {
             job->counts.updated++;
+        } else if (seen_find(&job->unchanged, id)) {
+            seen_remove(&job->unchanged, id);
+            job->counts.unchanged--;
+            job->counts.updated++;
+        }
         {
             const char *names[COL_COUNT] = {0};
             names[COL_LAST_NAME] = in.values[COL_LAST_NAME];
@@ -1102,8 +1116,10 @@ static int process_record(struct job *job, const struct mapped_row *row)
             add_sample(job, id, "update", names, changes);
         }
     } else {
-        if (!first_seen)
+        if (!first_seen) {
             job->counts.unchanged++;
+            seen_add(&job->unchanged, id);
+        }
         json_decref(changes);
     }
     record_warnings(job, row, id);
@@ -1438,6 +1454,7 @@ static void job_free(struct job *job)
     free(job->galop_codes);
     free(job->lengths);
     free(job->seen.bits);
+    free(job->unchanged.bits);
     json_decref(job->samples);
     json_decref(job->header);
     free(job->fatal);
@@ -1462,6 +1479,8 @@ static void job_reset_pass(struct job *job)
     memset(&job->counts, 0, sizeof(job->counts));
     if (job->seen.bits)
         memset(job->seen.bits, 0, job->seen.words * sizeof(*job->seen.bits));
+    if (job->unchanged.bits)
+        memset(job->unchanged.bits, 0, job->unchanged.words * sizeof(*job->unchanged.bits));
     json_array_clear(job->samples);
     if (job->issues)
         fclose(job->issues);

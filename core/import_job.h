@@ -163,6 +163,7 @@ struct job {
     } update_cache[UPDATE_CACHE_SIZE];
 
     struct seen_set seen;
+    struct seen_set unchanged; /* people counted unchanged so far in this pass */
     json_t *samples;
     FILE *issues;        /* temporary file of issue records */
     long stored_warnings; /* warnings written to it, at most IMPORT_MAX_STORED_ISSUES */

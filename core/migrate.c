@@ -92,25 +92,38 @@ static int record_and_run(struct db *db, const char *scope, int number, const ch
 }
 
 /* Recomputes the people's derived keys once per PERSON_KEYS_VERSION, in
- * one transaction recorded as the migration person_keys/<version>. */
+ * one transaction recorded as the migration person_keys/<version>. A
+ * database whose keys a newer program computed is refused, as a newer
+ * schema is: recomputing them with older rules would make that program
+ * miss people later. */
 static int refresh_person_keys(struct db *db, char **err)
 {
-    sqlite3_stmt *stmt = db_stmt(db, "SELECT 1 FROM schema_migration"
-                                     " WHERE scope = 'person_keys' AND number = ?1");
+    sqlite3_stmt *stmt = db_stmt(db, "SELECT COALESCE(MAX(number), 0) FROM schema_migration"
+                                     " WHERE scope = 'person_keys'");
     char now[32];
     long updated = 0;
-    int recorded, rc;
+    int recorded = -1, rc;
 
     if (!stmt)
         goto fail;
-    sqlite3_bind_int(stmt, 1, PERSON_KEYS_VERSION);
-    recorded = sqlite3_step(stmt) == SQLITE_ROW;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        recorded = sqlite3_column_int(stmt, 0);
     sqlite3_reset(stmt);
-    if (recorded)
+    if (recorded < 0)
+        goto fail;
+    if (recorded > PERSON_KEYS_VERSION) {
+        *err = str_printf("Les clés de rapprochement des fiches de cette base ont été calculées "
+                          "par une version plus récente de Licol (version %d des clés, %d pour ce "
+                          "programme). Installez une version plus récente de Licol ; la base "
+                          "n'a pas été modifiée.",
+                          recorded, PERSON_KEYS_VERSION);
+        return -1;
+    }
+    if (recorded == PERSON_KEYS_VERSION)
         return 0;
 
     if (db_begin(db) != SQLITE_OK)
-        goto fail;
+        goto rollback;
     rc = person_refresh_all_keys(db, &updated);
     db_now(now, sizeof(now));
     stmt = rc == SQLITE_OK ? db_stmt(db, "INSERT INTO schema_migration (scope, number, name,"

@@ -88,15 +88,22 @@ struct stored_keys {
     char search[PERSON_SEARCH_SIZE];
 };
 
-/* Reads up to REFRESH_CHUNK people after after_id and computes their keys.
+/* Reads up to REFRESH_CHUNK people after after_id (from the lowest id when
+ * first is 1) and computes their keys.
  * Returns how many were read, or -1 with the SQLite error in *rc. The
  * updates run after the query is reset, never while it reads the table. */
-static int compute_chunk(struct db *db, int64_t after_id, struct stored_keys *keys,
+static int compute_chunk(struct db *db, int64_t after_id, int first, struct stored_keys *keys,
                          unsigned char *changed, int *rc)
 {
-    sqlite3_stmt *stmt = db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone,"
-                                     " mobile, licence_number, match_key, search_text"
-                                     " FROM person WHERE id > ?1 ORDER BY id LIMIT ?2");
+    /* The first chunk has no lower bound, so that ids of 0 or below
+     * (written by hand) are refreshed too. */
+    sqlite3_stmt *stmt =
+        first ? db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone, mobile,"
+                            " licence_number, match_key, search_text"
+                            " FROM person ORDER BY id LIMIT ?2")
+              : db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone, mobile,"
+                            " licence_number, match_key, search_text"
+                            " FROM person WHERE id > ?1 ORDER BY id LIMIT ?2");
     int n = 0;
 
     if (!stmt) {
@@ -132,12 +139,13 @@ int person_refresh_all_keys(struct db *db, long *updated)
     struct stored_keys *keys = malloc(REFRESH_CHUNK * sizeof(*keys));
     unsigned char changed[REFRESH_CHUNK];
     int64_t after_id = 0;
-    int rc = SQLITE_OK, n;
+    int rc = SQLITE_OK, n, first = 1;
 
     *updated = 0;
     if (!keys)
         return SQLITE_NOMEM;
-    while ((n = compute_chunk(db, after_id, keys, changed, &rc)) > 0) {
+    while ((n = compute_chunk(db, after_id, first, keys, changed, &rc)) > 0) {
+        first = 0;
         for (int i = 0; i < n && rc == SQLITE_OK; i++) {
             sqlite3_stmt *stmt;
 
@@ -152,9 +160,10 @@ int person_refresh_all_keys(struct db *db, long *updated)
             sqlite3_bind_text(stmt, 2, keys[i].match_key, -1, SQLITE_STATIC);
             sqlite3_bind_text(stmt, 3, keys[i].search, -1, SQLITE_STATIC);
             rc = sqlite3_step(stmt) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db_handle(db));
-            sqlite3_reset(stmt);
-            if (rc == SQLITE_OK)
+            /* A trigger's RAISE(IGNORE) may skip the update: not counted. */
+            if (rc == SQLITE_OK && sqlite3_changes(db_handle(db)) > 0)
                 (*updated)++;
+            sqlite3_reset(stmt);
         }
         if (rc != SQLITE_OK)
             break;

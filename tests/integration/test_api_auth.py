@@ -308,15 +308,20 @@ class SessionsFileTest(unittest.TestCase):
         self.assertEqual(client.json("GET", "/api/v1/session")[0], 401)
 
     def test_sessions_file_takes_main_file_mode(self):
-        self.server.stop()
-        os.chmod(self.server.db, 0o600)
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(self.server.sessions_db + suffix):
-                os.remove(self.server.sessions_db + suffix)
-        self.server.start()
-        Session(self.server).login("cible@test.invalid", PASSWORD)
-        self.assertEqual(os.stat(self.server.sessions_db).st_mode & 0o777, 0o600)
-        self.assertEqual(os.stat(self.server.sessions_db + "-wal").st_mode & 0o777, 0o600)
+        for mode, umask in ((0o600, 0o022), (0o640, 0o077)):
+            self.server.stop()
+            os.chmod(self.server.db, mode)
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(self.server.sessions_db + suffix):
+                    os.remove(self.server.sessions_db + suffix)
+            previous = os.umask(umask)
+            try:
+                self.server.start()
+            finally:
+                os.umask(previous)
+            Session(self.server).login("cible@test.invalid", PASSWORD)
+            self.assertEqual(os.stat(self.server.sessions_db).st_mode & 0o777, mode)
+            self.assertEqual(os.stat(self.server.sessions_db + "-wal").st_mode & 0o777, mode)
 
     def test_upgrade_moves_open_sessions(self):
         """A database from before the sessions file keeps its open sessions."""

@@ -488,6 +488,20 @@ class PersonKeysRefreshTest(unittest.TestCase):
         self.assertEqual(cli.scalar("SELECT COUNT(*) FROM schema_migration"
                                     " WHERE scope = 'person_keys'"), 1)
 
+    def test_keys_of_newer_program_refused(self):
+        cli = CliImport()
+        cli.json(sample("ffe-2025.csv"))
+        before = db_fingerprint(cli.db)
+        db = sqlite3.connect(cli.db)
+        db.execute("INSERT INTO schema_migration (scope, number, name, applied_at)"
+                   " VALUES ('person_keys', 999, 'refresh', '2030-01-01T00:00:00Z')")
+        db.commit()
+        db.close()
+        result = cli.run(sample("ffe-2026.csv"), expect=None)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("version plus récente de Licol", result.stderr.decode())
+        self.assertEqual(db_fingerprint(cli.db), before)
+
 
 class RowRollbackTest(unittest.TestCase):
     """Rows run without a savepoint each; a row that the database refuses
@@ -554,6 +568,17 @@ class RowRollbackTest(unittest.TestCase):
         self.assertEqual(state, "failed")
         self.assertIn("annulé tout l'import à la ligne 302", error)
         self.assertIn("« tout annulé »", error)
+
+    def test_second_line_that_changes_counts_update(self):
+        """A person listed twice whose first line changes nothing and whose
+        second line adds a licence is counted once, as updated."""
+        self.run_file(["Numéro licence;Nom;Prénom;Millésime", "1234567A;Dupont;Jean;2025"])
+        out, _ = self.run_file(["Numéro licence;Nom;Prénom;Millésime",
+                                "1234567A;Dupont;Jean;2025",
+                                "1234567A;Dupont;Jean;2026"])
+        self.assertEqual((out["updated"], out["unchanged"], out["created"]), (1, 0, 0))
+        self.assertEqual(self.cli.query("SELECT season FROM licence ORDER BY season"),
+                         [(2025,), (2026,)])
 
     def test_trigger_rollback_in_unreported_statement(self):
         """A rollback in a statement that succeeds for the row (here the audit
