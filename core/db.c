@@ -220,7 +220,7 @@ static int interactive_busy(void *arg, int attempts)
 
     if (db->no_wait || atomic_load(&long_writes) > 0)
         return 0;
-    if (attempts * DB_BUSY_STEP_MS >= DB_BUSY_TIMEOUT_MS)
+    if (attempts * DB_BUSY_STEP_MS >= DB_INTERACTIVE_WAIT_MS)
         return 0;
     sqlite3_sleep(DB_BUSY_STEP_MS);
     return 1;

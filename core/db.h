@@ -16,6 +16,11 @@ struct db;
 
 #define DB_BUSY_TIMEOUT_MS 5000 /* how long a statement waits for another connection's lock */
 #define DB_BUSY_STEP_MS 5       /* pause between two tries of the event loop's connection */
+/* Maximum wait of the event loop's connection for a lock. The whole server
+ * waits with it, and Licol's other writers hold the lock for milliseconds:
+ * a longer holder is an import, perhaps run by `licol import` in another
+ * process, which this process cannot see. */
+#define DB_INTERACTIVE_WAIT_MS 500
 
 /* Opens (creating if needed) the database at path with WAL journaling,
  * foreign keys on and a busy timeout, and attaches the sessions file (see
@@ -36,7 +41,7 @@ int db_link_sessions(struct db *db);
 
 /* Makes the connection of the event loop give up waiting for a lock at
  * once while a long write (db_set_long_writer) is open in this process,
- * and after DB_BUSY_TIMEOUT_MS otherwise. */
+ * and after DB_INTERACTIVE_WAIT_MS otherwise. */
 void db_set_interactive(struct db *db);
 
 /* On a connection set with db_set_interactive, makes statements give up

@@ -1100,6 +1100,36 @@ class WritesDuringImportTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class OtherProcessLockTest(unittest.TestCase):
+    def test_edit_waits_half_second_at_most(self):
+        """A write lock held by another process (such as `licol import` run
+        by hand) makes an edit fail after half a second, not five."""
+        server = LicolServer().start()
+        try:
+            manager = manager_session(server)
+            employee_id = server.add_user("employe@test.invalid", "employe", PASSWORD)
+            holder = sqlite3.connect(server.db, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                start = time.time()
+                status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
+                                            {"city": "Pau"})
+                elapsed = time.time() - start
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            self.assertEqual(status, 503)
+            self.assertEqual(body["error"]["code"], "busy")
+            self.assertIn("occupée par un autre traitement", body["error"]["message"])
+            self.assertGreaterEqual(elapsed, 0.4)
+            self.assertLess(elapsed, 2.0)
+            status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
+                                        {"city": "Pau"})
+            self.assertEqual(status, 200, body)
+        finally:
+            server.cleanup()
+
+
 class ShutdownDuringImportTest(unittest.TestCase):
     def test_sigterm_cancels_running_import(self):
         server = LicolServer({"max_upload": "200M"}).start()
