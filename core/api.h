@@ -110,9 +110,10 @@ int64_t api_rider_create(struct app *app, struct http_request *req, const struct
  * when the record has none of its values and all the new ones are valid. A group
  * with "postcode" also takes the form's country when the record has none,
  * and is skipped when the record has another one. The values are
- * validated and audited as a PATCH by user would be. One transaction writes
- * them and runs in_tx(arg, id). Stored values are never replaced, and
- * invalid ones are skipped. Sets *filled to the number of fields filled.
+ * validated and audited as a PATCH by user would be, and nothing is filled
+ * when user lacks "rider.update" on the person. One transaction reads the
+ * record, writes the values and runs in_tx(arg, id). Stored values are
+ * never replaced, and invalid or taken ones are skipped. Sets *filled to the number of fields filled.
  * Returns 0, or -1 after responding (404, 403, 422, 409 or 500; in_tx
  * responds itself when it returns non-zero). */
 int api_rider_fill_empty(struct app *app, struct http_request *req, const struct auth_user *user,

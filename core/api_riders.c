@@ -509,7 +509,7 @@ done:
  * and the one-login-per-address rule. A person editing their own record may
  * not move their login onto an address that any other record uses: that
  * would take the login of a family whose members have no password yet.
- * Returns 0, or responds 409. */
+ * Returns 0, or responds 409 (only returns -1 when req is NULL). */
 static int check_conflicts(struct app *app, struct http_request *req, int64_t id, int is_self,
                            const struct change_set *set)
 {
@@ -547,9 +547,10 @@ static int check_conflicts(struct app *app, struct http_request *req, int64_t id
                 : is_self ? "Cette adresse e-mail est déjà celle d'une autre fiche : demandez au "
                             "club de la modifier pour vous."
                           : "Une autre personne a déjà un compte avec cette adresse e-mail.";
-            http_respond_json(req, 409,
-                              json_pack("{s:{s:s,s:s,s:{s:s}}}", "error", "code", "conflict",
-                                        "message", message, "fields", c->key, message));
+            if (req != NULL)
+                http_respond_json(req, 409,
+                                  json_pack("{s:{s:s,s:s,s:{s:s}}}", "error", "code", "conflict",
+                                            "message", message, "fields", c->key, message));
             return -1;
         }
     }
@@ -905,9 +906,11 @@ static void fill_group(struct app *app, struct http_request *req, const struct a
     if (json_object_size(fill) == 0)
         goto done;
     collect_changes(app, req, user, fill, current, 0, &group, &rejected);
+    if (!rejected && check_conflicts(app, NULL, id, 0, &group) != 0)
+        rejected = 1; /* a licence number or login address another person has */
     if (rejected || set->count + group.count > sizeof(set->items) / sizeof(set->items[0])) {
-        log_info("api", "%s: person %lld: group %s not filled (a value is invalid or not "
-                        "allowed)", req->id, (long long)id, keys[0]);
+        log_info("api", "%s: person %lld: group %s not filled (a value is invalid, taken or "
+                        "not allowed)", req->id, (long long)id, keys[0]);
         goto done;
     }
     memcpy(set->items + set->count, group.items, group.count * sizeof(group.items[0]));
@@ -923,23 +926,28 @@ int api_rider_fill_empty(struct app *app, struct http_request *req, const struct
                          int64_t id, json_t *fields, const char *const *const *groups,
                          int (*in_tx)(void *arg, int64_t id), void *arg, size_t *filled)
 {
-    json_t *current = person_values(app, id, NULL), *hooks;
+    json_t *current = NULL, *hooks;
     struct change_set set = {0};
     int rc = -1;
 
     *filled = 0;
-    if (current == NULL) {
-        http_respond_error(req, 404, "not_found", "Cavalier introuvable.");
-        goto done;
-    }
-    for (size_t g = 0; groups[g] != NULL; g++)
-        fill_group(app, req, user, id, fields, groups[g], current, &set);
-    if (check_conflicts(app, req, id, 0, &set) != 0)
-        goto done;
-
     if (db_begin(app->db) != SQLITE_OK) {
         api_respond_db_error(req, app, "begin");
         goto done;
+    }
+    /* Read inside the transaction: a value written meanwhile by another
+     * connection is then seen, and kept. */
+    current = person_values(app, id, NULL);
+    if (current == NULL) {
+        http_respond_error(req, 404, "not_found", "Cavalier introuvable.");
+        db_rollback(app->db);
+        goto done;
+    }
+    /* Without the right to edit this record, the decision goes on and
+     * fills nothing. */
+    if (auth_allowed(app, user, "rider.update", id)) {
+        for (size_t g = 0; groups[g] != NULL; g++)
+            fill_group(app, req, user, id, fields, groups[g], current, &set);
     }
     if (set.count > 0 && write_changes(app, user, id, &set, "update") != 0) {
         api_respond_db_error(req, app, "rider fill");
