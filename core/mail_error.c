@@ -32,8 +32,9 @@ static const struct {
 };
 
 /* Finds an enhanced status code "c.s.d" at the start of a word of reply,
- * after the reply code, and writes "s.d" into code. Returns 1 when found. */
-static int find_enhanced(const char *reply, char *code, size_t size)
+ * after the reply code, writes "s.d" into code and c into *class. Returns
+ * 1 when found. */
+static int find_enhanced(const char *reply, char *code, size_t size, int *class)
 {
     for (const char *p = reply; *p; p++) {
         int subject, detail, length = 0;
@@ -44,17 +45,22 @@ static int find_enhanced(const char *reply, char *code, size_t size)
         if (sscanf(p, "%*1d.%3d.%3d%n", &subject, &detail, &length) == 2 && length > 0 &&
             (p[length] == '\0' || isspace((unsigned char)p[length]))) {
             snprintf(code, size, "%d.%d", subject, detail);
+            *class = *p - '0';
             return 1;
         }
     }
     return 0;
 }
 
+/* The explanation of an enhanced status code of class 5 (permanent). A
+ * class 4 code is a deferral that Licol retries: the reply code explains
+ * it better than the subject, which may name a permanent cause. */
 static const char *explain_enhanced(const char *reply)
 {
     char code[16];
+    int class = 0;
 
-    if (!reply || !find_enhanced(reply, code, sizeof(code)))
+    if (!reply || !find_enhanced(reply, code, sizeof(code), &class) || class != 5)
         return NULL;
     for (size_t i = 0; i < sizeof(enhanced) / sizeof(enhanced[0]); i++) {
         size_t n = strlen(enhanced[i].code);
@@ -129,6 +135,10 @@ void mail_error_explain(int curl_code, long smtp_code, const char *reply, char *
 
     if (!text)
         text = explain_reply_code(smtp_code);
+    if (!text && smtp_code >= 400 && smtp_code < 500)
+        text = "le serveur a refusé le mail pour un moment";
+    if (!text && smtp_code >= 500 && smtp_code < 600)
+        text = "le serveur a refusé le mail";
     if (!text)
         text = explain_curl(curl_code);
     if (!text)

@@ -11,8 +11,9 @@
 /* Writes into out (NUL-terminated, truncated to size) a French sentence
  * for a delivery that failed with libcurl result curl_code, SMTP reply code
  * smtp_code (0 when none) and the server's last reply text reply (NULL or
- * empty when none). An enhanced status code in the reply (RFC 3463, such
- * as "5.1.1") is read first, then the reply code, then curl_code. */
+ * empty when none). A permanent enhanced status code in the reply (RFC
+ * 3463, such as "5.1.1") is read first, then the reply code, then
+ * curl_code. */
 void mail_error_explain(int curl_code, long smtp_code, const char *reply, char *out, size_t size);
 
 #endif

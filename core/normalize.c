@@ -456,6 +456,16 @@ enum norm_status norm_text(const char *in, char *out, size_t size)
     return NORM_OK;
 }
 
+void norm_utf8_repair(const char *in, char *out, size_t size)
+{
+    struct out o;
+    size_t pos = 0;
+
+    out_init(&o, out, size);
+    while (in[pos] && !o.full)
+        out_cp(&o, utf8_next(in, &pos));
+}
+
 enum norm_status norm_fold(const char *in, char *out, size_t size, int alnum_only)
 {
     struct out o;

@@ -38,6 +38,12 @@ enum norm_status {
  * and placeholders first. norm_name applies the first two groups only. */
 enum norm_status norm_text(const char *in, char *out, size_t size);
 
+/* Copies in (NUL-terminated) into out as valid UTF-8: each invalid byte
+ * becomes U+FFFD, and the copy stops before a character that does not fit,
+ * so out is always valid UTF-8. For text from outside, such as a server's
+ * reply, before it goes into JSON. */
+void norm_utf8_repair(const char *in, char *out, size_t size);
+
 /* Lower-case key for comparisons: accents of Latin-1 Supplement and Latin
  * Extended-A folded to ASCII (é->e, œ->oe, ß->ss, ł->l, ...), case folded,
  * and combining marks U+0300 to U+036F dropped, so decomposed text gives

@@ -12,6 +12,7 @@
  */
 #include "outbox.h"
 #include "mail_error.h"
+#include "normalize.h"
 #include "curl_uv.h"
 #include "log.h"
 #include "util.h"
@@ -317,16 +318,20 @@ static size_t read_message(char *buffer, size_t size, size_t nitems, void *userd
 static int keep_reply(CURL *easy, curl_infotype type, char *data, size_t size, void *userdata)
 {
     struct slot *slot = userdata;
+    char raw[SMTP_REPLY_MAX];
     size_t n = size;
 
     if (type != CURLINFO_HEADER_IN || size < 3 || (data[0] != '4' && data[0] != '5'))
         return 0;
     while (n > 0 && (data[n - 1] == '\r' || data[n - 1] == '\n'))
         n--;
-    if (n >= sizeof(slot->reply))
-        n = sizeof(slot->reply) - 1;
-    memcpy(slot->reply, data, n);
-    slot->reply[n] = '\0';
+    if (n >= sizeof(raw))
+        n = sizeof(raw) - 1;
+    memcpy(raw, data, n);
+    raw[n] = '\0';
+    /* The reply goes into last_error, which the API sends as JSON: an
+     * 8-bit reply or one cut inside a character would make it vanish. */
+    norm_utf8_repair(raw, slot->reply, sizeof(slot->reply));
     return 0;
 }
 

@@ -734,6 +734,30 @@ static void country_cases(void **state)
 /* Every normaliser on hostile input: invalid UTF-8, tiny output buffers.
  * The checks are that nothing crashes (the sanitizer build catches reads past
  * the end) and that the output is always NUL-terminated within size. */
+static void utf8_repair(void **state)
+{
+    static const struct {
+        const char *in;
+        size_t size;
+        const char *out;
+    } cases[] = {
+        {"550 5.1.1 Boîte inconnue", 64, "550 5.1.1 Boîte inconnue"},
+        {"550 Bo\xeete \xff", 64, "550 Bo\xEF\xBF\xBDte \xEF\xBF\xBD"},
+        {"\xC3", 8, "\xEF\xBF\xBD"},
+        {"ab\xC3\xA9", 4, "ab"},     /* é does not fit whole */
+        {"ab\xC3\xA9", 5, "ab\xC3\xA9"},
+        {"", 4, ""},
+    };
+    char out[64];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        norm_utf8_repair(cases[i].in, out, cases[i].size);
+        if (strcmp(out, cases[i].out) != 0)
+            fail_msg("case %zu: \"%s\" instead of \"%s\"", i, out, cases[i].out);
+    }
+}
+
 static void hostile_input(void **state)
 {
     static const char *const inputs[] = {
@@ -825,6 +849,7 @@ int main(void)
         cmocka_unit_test(sex_cases),
         cmocka_unit_test(country_cases),
         cmocka_unit_test(hostile_input),
+        cmocka_unit_test(utf8_repair),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
