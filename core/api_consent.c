@@ -15,6 +15,7 @@
 #include "consent.h"
 #include "log.h"
 #include "mail.h"
+#include "normalize.h"
 #include "recovery.h"
 #include "script.h"
 #include "token.h"
@@ -27,13 +28,14 @@
 #define LIST_MAX 500
 
 /* Clients the staff list selects: ?1 a status or NULL, ?2 a LIKE pattern
- * or NULL. The page and its total use the same filter. */
+ * or NULL, ?5 the same pattern folded (for search_text). The page and its
+ * total use the same filter. */
 #define LIST_WHERE                                                                   \
     " WHERE s.status IS NOT NULL"                                                    \
     " AND EXISTS (SELECT 1 FROM person_role r WHERE r.person_id = p.id"              \
     "  AND r.role = 'client')"                                                       \
     " AND (?1 IS NULL OR s.status = ?1)"                                             \
-    " AND (?2 IS NULL OR p.search_text LIKE ?2 ESCAPE '\\'"                          \
+    " AND (?2 IS NULL OR p.search_text LIKE ?5 ESCAPE '\\'"                          \
     "  OR p.last_name LIKE ?2 ESCAPE '\\' OR p.email LIKE ?2 ESCAPE '\\')"
 #define QUERY_MAX 200
 
@@ -777,11 +779,29 @@ static int parse_int(const char *text, int fallback, int min, int max)
 }
 
 /* GET /api/v1/consents?status=&q=&limit=&offset= */
+/* Returns "%text%" with the LIKE wildcards of text escaped (free it), or
+ * NULL when out of memory. */
+static char *like_pattern(const char *text)
+{
+    struct buf b;
+
+    buf_init(&b, 2 * strlen(text) + 3);
+    buf_appendz(&b, "%");
+    for (const char *c = text; *c; c++) {
+        if (*c == '%' || *c == '_' || *c == '\\')
+            buf_append(&b, "\\", 1);
+        buf_append(&b, c, 1);
+    }
+    buf_appendz(&b, "%");
+    buf_terminate(&b);
+    return b.data;
+}
+
 static void handle_list(struct http_request *req, void *ctx)
 {
     struct app *app = ctx;
     char status[32] = "", q[QUERY_MAX + 1] = "", limit_text[16] = "", offset_text[16] = "";
-    char *pattern = NULL;
+    char *pattern = NULL, *folded_pattern = NULL;
     sqlite3_stmt *stmt;
     json_t *counts, *items;
     int limit, offset;
@@ -804,18 +824,18 @@ static void handle_list(struct http_request *req, void *ctx)
     }
     if (q[0]) {
         /* The whole text is one LIKE pattern (not split into words), with
-         * its wildcards escaped. */
-        struct buf b;
-        buf_init(&b, 2 * QUERY_MAX + 3);
-        buf_appendz(&b, "%");
-        for (const char *c = q; *c; c++) {
-            if (*c == '%' || *c == '_' || *c == '\\')
-                buf_append(&b, "\\", 1);
-            buf_append(&b, c, 1);
-        }
-        buf_appendz(&b, "%");
-        buf_terminate(&b);
-        pattern = b.data;
+         * its wildcards escaped. search_text is folded (no accents, lower
+         * case), so it is searched with the folded text. */
+        char folded[2 * QUERY_MAX + 3];
+
+        pattern = like_pattern(q);
+        if (norm_fold(q, folded, sizeof(folded), 0) == NORM_OK)
+            folded_pattern = like_pattern(folded);
+    }
+    if (q[0] && !pattern) {
+        free(folded_pattern);
+        http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
+        return;
     }
 
     counts = json_pack("{s:i,s:i,s:i,s:i}", "accepte", 0, "en_attente", 0, "refuse", 0,
@@ -843,6 +863,7 @@ static void handle_list(struct http_request *req, void *ctx)
     if (stmt != NULL) {
         db_bind_text_or_null(stmt, 1, status);
         db_bind_text_or_null(stmt, 2, pattern);
+        db_bind_text_or_null(stmt, 5, folded_pattern ? folded_pattern : pattern);
         matching = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
         sqlite3_reset(stmt);
     }
@@ -861,6 +882,7 @@ static void handle_list(struct http_request *req, void *ctx)
                    " LIMIT ?3 OFFSET ?4");
     if (stmt == NULL) {
         free(pattern);
+        free(folded_pattern);
         json_decref(counts);
         json_decref(items);
         api_respond_db_error(req, app, "consent list");
@@ -868,6 +890,7 @@ static void handle_list(struct http_request *req, void *ctx)
     }
     db_bind_text_or_null(stmt, 1, status);
     db_bind_text_or_null(stmt, 2, pattern);
+    db_bind_text_or_null(stmt, 5, folded_pattern ? folded_pattern : pattern);
     sqlite3_bind_int(stmt, 3, limit);
     sqlite3_bind_int(stmt, 4, offset);
     while (sqlite3_step(stmt) == SQLITE_ROW)
@@ -881,6 +904,7 @@ static void handle_list(struct http_request *req, void *ctx)
                              "reminders", sqlite3_column_int(stmt, 7)));
     sqlite3_reset(stmt);
     free(pattern);
+    free(folded_pattern);
     http_set_header(req, "Cache-Control", "no-store");
     http_respond_json(req, 200, json_pack("{s:o,s:o,s:I,s:i,s:i}", "counts", counts, "items",
                                           items, "total", matching, "limit", limit, "offset",

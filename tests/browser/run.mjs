@@ -906,6 +906,13 @@ test('consent list pages', async () => {
   assertEqual((await position.textContent()).trim(), `Page 2 sur ${pages}`, 'second page');
   assert(await page.isVisible('nav.pagination a:has-text("Page précédente")'), 'link back');
   await shot('consentement-pages');
+
+  // A page past the end, as when the list shrank meanwhile, links back.
+  await goto('/consentement?page=99');
+  await page.locator('nav.pagination', { hasText: `${pages} pages` }).waitFor();
+  await page.click('nav.pagination a:has-text("Aller à la dernière page")');
+  await page.waitForURL(`**/consentement?page=${pages}`);
+  await page.locator('nav.pagination span', { hasText: `Page ${pages} sur ${pages}` }).waitFor();
 });
 
 // ---- main -----------------------------------------------------------------

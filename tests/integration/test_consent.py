@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import unittest
+from urllib.parse import quote
 
 from licol_harness import LicolServer, Session, SOURCE_DIR, SHARED_DIR
 from test_mail_recovery import SmtpSink, mail_server, db_query, PASSWORD
@@ -109,6 +110,12 @@ class ConsentListTest(ConsentTestCase):
         self.assertEqual(found["total"], 10)
         self.assertEqual(len(found["items"]), 5)
         self.assertEqual(found["counts"]["tous"], 130)
+
+        # Accents and case are ignored, as in the rider list.
+        emile = self.rider(last_name="Émile")
+        for q in ("émile", "Émile", "emile", "EMILE"):
+            status, found = self.manager.json("GET", "/api/v1/consents?q=" + quote(q))
+            self.assertEqual([i["id"] for i in found["items"]], [emile], q)
 
 
 class ConsentLinkTest(ConsentTestCase):

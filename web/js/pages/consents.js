@@ -140,17 +140,23 @@ function publishForm(app, documents, box) {
 const PAGE_SIZE = 100;
 
 // Links to the previous and next pages of the list, keeping its filters.
+// A page past the end (the list shrank meanwhile) links back to the last.
 function pagination(current, page, pages) {
-  if (pages <= 1) return null;
+  if (pages <= 1 && page <= 1) return null;
   const pageLink = (target, label) => {
     const params = new URLSearchParams(current);
     params.delete('personne');
     if (target > 1) params.set('page', String(target)); else params.delete('page');
     return h('a', { class: 'button button--small button--secondary', href: `/consentement${params.toString() ? `?${params}` : ''}` }, label);
   };
+  if (page > pages) {
+    return h('nav', { class: 'pagination', 'aria-label': 'Pages' },
+      h('span', {}, `La liste n’a plus que ${pages <= 1 ? 'une page' : `${pages} pages`}. `),
+      pageLink(Math.max(pages, 1), pages <= 1 ? 'Revenir à la liste' : 'Aller à la dernière page'));
+  }
   return h('nav', { class: 'pagination', 'aria-label': 'Pages' },
     page > 1 ? pageLink(page - 1, 'Page précédente') : null,
-    h('span', {}, ` Page ${Math.min(page, pages)} sur ${pages} `),
+    h('span', { 'aria-current': 'page' }, ` Page ${page} sur ${pages} `),
     page < pages ? pageLink(page + 1, 'Page suivante') : null);
 }
 
@@ -159,7 +165,7 @@ export async function consentsPage(ctx) {
   const status = ctx.query.get('statut') || '';
   const q = ctx.query.get('q') || '';
   const personId = Number(ctx.query.get('personne')) || 0;
-  const page = Math.max(1, Number(ctx.query.get('page')) || 1);
+  const page = Math.max(1, Number.parseInt(ctx.query.get('page'), 10) || 1);
   app.setTitle('Gestion du consentement');
 
   const [list, docs] = await Promise.all([
