@@ -102,21 +102,22 @@ static int refresh_person_keys(struct db *db, char **err)
                                      " WHERE scope = 'person_keys'");
     char now[32];
     long updated = 0;
-    int recorded = -1, rc;
+    sqlite3_int64 recorded = -1;
+    int rc;
 
     if (!stmt)
         goto fail;
     if (sqlite3_step(stmt) == SQLITE_ROW)
-        recorded = sqlite3_column_int(stmt, 0);
+        recorded = sqlite3_column_int64(stmt, 0);
     sqlite3_reset(stmt);
     if (recorded < 0)
         goto fail;
     if (recorded > PERSON_KEYS_VERSION) {
         *err = str_printf("Les clés de rapprochement des fiches de cette base ont été calculées "
-                          "par une version plus récente de Licol (version %d des clés, %d pour ce "
-                          "programme). Installez une version plus récente de Licol ; la base "
+                          "par une version plus récente de Licol (version %lld des clés, %d pour "
+                          "ce programme). Installez une version plus récente de Licol ; la base "
                           "n'a pas été modifiée.",
-                          recorded, PERSON_KEYS_VERSION);
+                          (long long)recorded, PERSON_KEYS_VERSION);
         return -1;
     }
     if (recorded == PERSON_KEYS_VERSION)
