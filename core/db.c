@@ -32,6 +32,7 @@ struct db {
     int long_writer;        /* set by db_set_long_writer */
     int holds_long_write;   /* counted in long_writes until the transaction ends */
     int no_wait;            /* set by db_set_no_wait */
+    long long gave_up_ms;   /* monotonic time the event loop's connection last gave up */
     struct cached_stmt cache[DB_CACHE_SLOTS];
 };
 
@@ -217,11 +218,23 @@ int db_link_sessions(struct db *db)
 static int interactive_busy(void *arg, int attempts)
 {
     struct db *db = arg;
+    struct timespec ts;
+    long long now_ms;
 
     if (db->no_wait || atomic_load(&long_writes) > 0)
         return 0;
-    if (attempts * DB_BUSY_STEP_MS >= DB_INTERACTIVE_WAIT_MS)
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    /* Once a wait ran out, the lock is a long one. The next statements, of
+     * the same request or of the next ones, give up at once for a while,
+     * so that a request never makes the server wait more than once. */
+    if (attempts == 0 && db->gave_up_ms != 0 &&
+        now_ms - db->gave_up_ms < DB_INTERACTIVE_RETRY_AFTER_MS)
         return 0;
+    if (attempts * DB_BUSY_STEP_MS >= DB_INTERACTIVE_WAIT_MS) {
+        db->gave_up_ms = now_ms;
+        return 0;
+    }
     sqlite3_sleep(DB_BUSY_STEP_MS);
     return 1;
 }

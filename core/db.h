@@ -21,6 +21,10 @@ struct db;
  * a longer holder is an import, perhaps run by `licol import` in another
  * process, which this process cannot see. */
 #define DB_INTERACTIVE_WAIT_MS 500
+/* After such a wait ran out, the event loop's connection gives up at once
+ * for this long: a long lock stalls the server for half a second at most
+ * every five seconds. */
+#define DB_INTERACTIVE_RETRY_AFTER_MS 5000
 
 /* Opens (creating if needed) the database at path with WAL journaling,
  * foreign keys on and a busy timeout, and attaches the sessions file (see

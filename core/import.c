@@ -1191,6 +1191,8 @@ static int transaction_lost(struct job *job)
  * to stop (a fatal error, or a restart with savepoints). */
 static int write_row(struct job *job, const struct mapped_row *row)
 {
+    long created, updated, unchanged, set_aside;
+    size_t samples_before;
     int rc;
 
     job->record_no = row->record_no;
@@ -1219,6 +1221,12 @@ static int write_row(struct job *job, const struct mapped_row *row)
         job_db_fail(job, "début de ligne");
         return 1;
     }
+    /* counts.rows belongs to the mapping thread: only the writer's are kept. */
+    created = job->counts.created;
+    updated = job->counts.updated;
+    unchanged = job->counts.unchanged;
+    set_aside = job->counts.set_aside;
+    samples_before = json_array_size(job->samples);
     rc = process_record(job, row);
     if (transaction_lost(job))
         return 1;
@@ -1230,6 +1238,14 @@ static int write_row(struct job *job, const struct mapped_row *row)
     } else {
         run_savepoint(job, "ROLLBACK TO import_row");
         run_savepoint(job, "RELEASE import_row");
+        /* What the row counted before it failed (a guardian created, say)
+         * was rolled back with it. Its rejection and warnings stay. */
+        job->counts.created = created;
+        job->counts.updated = updated;
+        job->counts.unchanged = unchanged;
+        job->counts.set_aside = set_aside;
+        while (json_array_size(job->samples) > samples_before)
+            json_array_remove(job->samples, json_array_size(job->samples) - 1);
     }
     return rc == -1 ? 1 : 0;
 }

@@ -569,6 +569,28 @@ class RowRollbackTest(unittest.TestCase):
         self.assertIn("annulé tout l'import à la ligne 302", error)
         self.assertIn("« tout annulé »", error)
 
+    def test_rolled_back_row_counts_nothing(self):
+        """A guardian created by a row that the database then refuses is
+        rolled back with it, and is neither counted nor in the report."""
+        self.run_file(["Numéro licence;Nom;Prénom;Millésime", "1234567A;Dupont;Jean;2026"])
+        db = sqlite3.connect(self.cli.db)
+        db.execute("CREATE TRIGGER no_link BEFORE INSERT ON family_link"
+                   " BEGIN SELECT RAISE(ABORT, 'lien refusé'); END")
+        db.commit()
+        db.close()
+        header = ("Numéro licence;Nom;Prénom;Millésime;Date de naissance;"
+                  "Nom du responsable légal;Prénom du responsable légal")
+        out, _ = self.run_file([header,
+                                "1234568B;Petit;Hugo;2026;01/09/2016;Parent;Nouveau",
+                                "1234569C;Durand;Lise;2026;02/03/1990;;"])
+        self.assertEqual((out["created"], out["rejected"]), (1, 1))
+        self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person"), 2)
+        report = json.loads(self.cli.scalar("SELECT report FROM import_run ORDER BY id DESC"
+                                            " LIMIT 1"))
+        names = json.dumps(report, ensure_ascii=False)
+        self.assertNotIn("Nouveau", names)
+        self.assertIn("Lise", names)
+
     def test_second_line_that_changes_counts_update(self):
         """A person listed twice whose first line changes nothing and whose
         second line adds a licence is counted once, as updated."""
@@ -1115,6 +1137,11 @@ class OtherProcessLockTest(unittest.TestCase):
                 status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
                                             {"city": "Pau"})
                 elapsed = time.time() - start
+                # The lock is known to be long now: the next write does not wait.
+                start = time.time()
+                again, _ = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
+                                        {"city": "Pau"})
+                elapsed_again = time.time() - start
             finally:
                 holder.execute("ROLLBACK")
                 holder.close()
@@ -1123,6 +1150,8 @@ class OtherProcessLockTest(unittest.TestCase):
             self.assertIn("occupée par un autre traitement", body["error"]["message"])
             self.assertGreaterEqual(elapsed, 0.4)
             self.assertLess(elapsed, 2.0)
+            self.assertEqual(again, 503)
+            self.assertLess(elapsed_again, 0.3)
             status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
                                         {"city": "Pau"})
             self.assertEqual(status, 200, body)
