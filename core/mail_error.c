@@ -100,7 +100,9 @@ static const char *explain_reply_code(long code)
     }
 }
 
-static const char *explain_curl(int curl_code)
+/* Failures that point at Licol's mail settings or the network, which a
+ * reply code would not explain better. */
+static const char *explain_curl_setup(int curl_code)
 {
     switch (curl_code) {
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -120,6 +122,15 @@ static const char *explain_curl(int curl_code)
     case CURLE_PEER_FAILED_VERIFICATION:
         return "la connexion chiffrée (TLS) avec le serveur d'envoi a échoué : vérifiez smtp_url "
                "et le certificat du serveur";
+    default:
+        return NULL;
+    }
+}
+
+/* Failures of the connection itself, after the server replied. */
+static const char *explain_curl_transport(int curl_code)
+{
+    switch (curl_code) {
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
@@ -135,12 +146,14 @@ void mail_error_explain(int curl_code, long smtp_code, const char *reply, char *
 
     if (!text)
         text = explain_reply_code(smtp_code);
+    if (!text)
+        text = explain_curl_setup(curl_code);
     if (!text && smtp_code >= 400 && smtp_code < 500)
         text = "le serveur a refusé le mail pour un moment";
     if (!text && smtp_code >= 500 && smtp_code < 600)
         text = "le serveur a refusé le mail";
     if (!text)
-        text = explain_curl(curl_code);
+        text = explain_curl_transport(curl_code);
     if (!text)
         text = "l'envoi a échoué";
     snprintf(out, size, "%s", text);

@@ -12,8 +12,9 @@
  * for a delivery that failed with libcurl result curl_code, SMTP reply code
  * smtp_code (0 when none) and the server's last reply text reply (NULL or
  * empty when none). A permanent enhanced status code in the reply (RFC
- * 3463, such as "5.1.1") is read first, then the reply code, then
- * curl_code. */
+ * 3463, such as "5.1.1") is read first, then a known reply code, then a
+ * curl_code that points at the settings, then the reply code's class,
+ * then any other curl_code. */
 void mail_error_explain(int curl_code, long smtp_code, const char *reply, char *out, size_t size);
 
 #endif
