@@ -225,9 +225,9 @@ static int interactive_busy(void *arg, int attempts)
         return 0;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     now_ms = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    /* Once a wait ran out, the lock is a long one. The next statements, of
-     * the same request or of the next ones, give up at once for a while,
-     * so that a request never makes the server wait more than once. */
+    /* Once a wait ran out, the lock is a long one. The next statements of
+     * the same request, which follow within a millisecond, give up at
+     * once, so that a request never makes the server wait more than once. */
     if (attempts == 0 && db->gave_up_ms != 0 &&
         now_ms - db->gave_up_ms < DB_INTERACTIVE_RETRY_AFTER_MS)
         return 0;

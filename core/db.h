@@ -22,9 +22,9 @@ struct db;
  * process, which this process cannot see. */
 #define DB_INTERACTIVE_WAIT_MS 500
 /* After such a wait ran out, the event loop's connection gives up at once
- * for this long: a long lock stalls the server for half a second at most
- * every five seconds. */
-#define DB_INTERACTIVE_RETRY_AFTER_MS 5000
+ * for this long, so that the next statements of the same request, which
+ * run right after, do not wait again. A later request waits again. */
+#define DB_INTERACTIVE_RETRY_AFTER_MS 100
 
 /* Opens (creating if needed) the database at path with WAL journaling,
  * foreign keys on and a busy timeout, and attaches the sessions file (see

@@ -1155,6 +1155,20 @@ class OtherProcessLockTest(unittest.TestCase):
             status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
                                         {"city": "Pau"})
             self.assertEqual(status, 200, body)
+
+            # A short lock soon after is waited out, as before the long one.
+            time.sleep(0.3)
+            holder = sqlite3.connect(server.db, isolation_level=None, check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(0.2, lambda: holder.execute("ROLLBACK"))
+            release.start()
+            try:
+                status, body = manager.json("PATCH", "/api/v1/riders/%d" % employee_id,
+                                            {"city": "Dax"})
+            finally:
+                release.join()
+                holder.close()
+            self.assertEqual(status, 200, body)
         finally:
             server.cleanup()
 
