@@ -88,29 +88,23 @@ struct stored_keys {
     char search[PERSON_SEARCH_SIZE];
 };
 
-/* Reads up to REFRESH_CHUNK people after after_id (from the lowest id when
- * first is 1) and computes their keys.
+/* Reads up to REFRESH_CHUNK people from from_id on (ids of 0 or below,
+ * written by hand, included) and computes their keys.
  * Returns how many were read, or -1 with the SQLite error in *rc. The
  * updates run after the query is reset, never while it reads the table. */
-static int compute_chunk(struct db *db, int64_t after_id, int first, struct stored_keys *keys,
+static int compute_chunk(struct db *db, int64_t from_id, struct stored_keys *keys,
                          unsigned char *changed, int *rc)
 {
-    /* The first chunk has no lower bound, so that ids of 0 or below
-     * (written by hand) are refreshed too. */
-    sqlite3_stmt *stmt =
-        first ? db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone, mobile,"
-                            " licence_number, match_key, search_text"
-                            " FROM person ORDER BY id LIMIT ?2")
-              : db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone, mobile,"
-                            " licence_number, match_key, search_text"
-                            " FROM person WHERE id > ?1 ORDER BY id LIMIT ?2");
+    sqlite3_stmt *stmt = db_stmt(db, "SELECT id, last_name, first_name, birth_date, email, phone,"
+                                     " mobile, licence_number, match_key, search_text"
+                                     " FROM person WHERE id >= ?1 ORDER BY id LIMIT ?2");
     int n = 0;
 
     if (!stmt) {
         *rc = SQLITE_ERROR;
         return -1;
     }
-    sqlite3_bind_int64(stmt, 1, after_id);
+    sqlite3_bind_int64(stmt, 1, from_id);
     sqlite3_bind_int(stmt, 2, REFRESH_CHUNK);
     while ((*rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         struct stored_keys *k = &keys[n];
@@ -138,14 +132,13 @@ int person_refresh_all_keys(struct db *db, long *updated)
 {
     struct stored_keys *keys = malloc(REFRESH_CHUNK * sizeof(*keys));
     unsigned char changed[REFRESH_CHUNK];
-    int64_t after_id = 0;
-    int rc = SQLITE_OK, n, first = 1;
+    int64_t from_id = INT64_MIN;
+    int rc = SQLITE_OK, n;
 
     *updated = 0;
     if (!keys)
         return SQLITE_NOMEM;
-    while ((n = compute_chunk(db, after_id, first, keys, changed, &rc)) > 0) {
-        first = 0;
+    while ((n = compute_chunk(db, from_id, keys, changed, &rc)) > 0) {
         for (int i = 0; i < n && rc == SQLITE_OK; i++) {
             sqlite3_stmt *stmt;
 
@@ -165,9 +158,9 @@ int person_refresh_all_keys(struct db *db, long *updated)
                 (*updated)++;
             sqlite3_reset(stmt);
         }
-        if (rc != SQLITE_OK)
+        if (rc != SQLITE_OK || keys[n - 1].id == INT64_MAX)
             break;
-        after_id = keys[n - 1].id;
+        from_id = keys[n - 1].id + 1;
     }
     free(keys);
     return rc;
