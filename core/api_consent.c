@@ -802,6 +802,7 @@ static void handle_list(struct http_request *req, void *ctx)
     struct app *app = ctx;
     char status[32] = "", q[QUERY_MAX + 1] = "", limit_text[16] = "", offset_text[16] = "";
     char *pattern = NULL, *folded_pattern = NULL;
+    const char *search_pattern; /* for the folded search_text */
     sqlite3_stmt *stmt;
     json_t *counts, *items;
     int limit, offset;
@@ -837,6 +838,7 @@ static void handle_list(struct http_request *req, void *ctx)
         http_respond_error(req, 500, "internal", "Mémoire insuffisante.");
         return;
     }
+    search_pattern = folded_pattern ? folded_pattern : pattern;
 
     counts = json_pack("{s:i,s:i,s:i,s:i}", "accepte", 0, "en_attente", 0, "refuse", 0,
                        "a_renouveler", 0);
@@ -863,7 +865,7 @@ static void handle_list(struct http_request *req, void *ctx)
     if (stmt != NULL) {
         db_bind_text_or_null(stmt, 1, status);
         db_bind_text_or_null(stmt, 2, pattern);
-        db_bind_text_or_null(stmt, 5, folded_pattern ? folded_pattern : pattern);
+        db_bind_text_or_null(stmt, 5, search_pattern);
         matching = sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
         sqlite3_reset(stmt);
     }
@@ -890,7 +892,7 @@ static void handle_list(struct http_request *req, void *ctx)
     }
     db_bind_text_or_null(stmt, 1, status);
     db_bind_text_or_null(stmt, 2, pattern);
-    db_bind_text_or_null(stmt, 5, folded_pattern ? folded_pattern : pattern);
+    db_bind_text_or_null(stmt, 5, search_pattern);
     sqlite3_bind_int(stmt, 3, limit);
     sqlite3_bind_int(stmt, 4, offset);
     while (sqlite3_step(stmt) == SQLITE_ROW)

@@ -396,7 +396,7 @@ static void change_set_clear(struct change_set *set)
  * and the field rules, and fills set with the values that change. Returns
  * 0; or responds (403 or 422) and returns -1. required_check: also report
  * required fields missing from body (creation). With rejected non-NULL,
- * nothing is responded: *rejected is set to 1 when some key was refused,
+ * no response is sent: *rejected is set to 1 when some key was rejected,
  * and set keeps the accepted ones. */
 static int collect_changes(struct app *app, struct http_request *req,
                            const struct auth_user *user, json_t *body, json_t *current,
