@@ -517,12 +517,20 @@ class RowRollbackTest(unittest.TestCase):
                                              "  end\n")
         self.env = dict(os.environ, LICOL_HOME=SOURCE_DIR, LICOL_SCRIPTS_DIR=scripts)
 
-    def run_file(self, lines):
+    def run_file(self, lines, succeeds=True):
+        """Imports lines as a federation file. Returns the JSON summary and
+        the log, or for a run expected to fail, the failed run's error."""
         path = os.path.join(self.cli.tmp, "file.csv")
         with open(path, "wb") as f:
             f.write("\r\n".join(lines + [""]).encode("cp1252"))
         result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
                                 capture_output=True, env=self.env, timeout=60)
+        if not succeeds:
+            self.assertNotEqual(result.returncode, 0)
+            state, error = self.cli.query("SELECT state, error FROM import_run"
+                                          " ORDER BY id DESC LIMIT 1")[0]
+            self.assertEqual(state, "failed")
+            return error
         self.assertEqual(result.returncode, 0, result.stderr.decode())
         return json.loads(result.stdout), result.stderr.decode()
 
@@ -555,17 +563,9 @@ class RowRollbackTest(unittest.TestCase):
         lines += ["12%05dA;Avant;Personne%d;2026" % (i, i) for i in range(300)]
         lines += ["1299999Z;Annule;Paul;2026"]
         lines += ["13%05dB;Apres;Personne%d;2026" % (i, i) for i in range(300)]
-        path = os.path.join(self.cli.tmp, "annule.csv")
-        with open(path, "wb") as f:
-            f.write("\r\n".join(lines + [""]).encode("cp1252"))
-        result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
-                                capture_output=True, env=self.env, timeout=60)
-        self.assertNotEqual(result.returncode, 0)
+        error = self.run_file(lines, succeeds=False)
         self.assertEqual(db_fingerprint(self.cli.db), before)
         self.assertEqual(self.cli.scalar("SELECT COUNT(*) FROM person"), 1)
-        state, error = self.cli.query("SELECT state, error FROM import_run ORDER BY id DESC"
-                                      " LIMIT 1")[0]
-        self.assertEqual(state, "failed")
         self.assertIn("annulé tout l'import à la ligne 302", error)
         self.assertIn("« tout annulé »", error)
 
@@ -616,16 +616,10 @@ class RowRollbackTest(unittest.TestCase):
         db.close()
         before = db_fingerprint(self.cli.db)
 
-        path = os.path.join(self.cli.tmp, "correction.csv")
-        with open(path, "wb") as f:
-            f.write("\r\n".join(["Numéro licence;Nom;Prénom;Millésime;Email",
-                                  "1234567A;Dupont;Jean;2027;jean@exemple.fr",
-                                  "1234568B;Martin;Lise;2027;lise@exemple.fr", ""]).encode("cp1252"))
-        result = subprocess.run([LICOL_BIN, "import", "--db", self.cli.db, "--json", path],
-                                capture_output=True, env=self.env, timeout=60)
-        self.assertNotEqual(result.returncode, 0)
+        error = self.run_file(["Numéro licence;Nom;Prénom;Millésime;Email",
+                               "1234567A;Dupont;Jean;2027;jean@exemple.fr",
+                               "1234568B;Martin;Lise;2027;lise@exemple.fr"], succeeds=False)
         self.assertEqual(db_fingerprint(self.cli.db), before)
-        error = self.cli.scalar("SELECT error FROM import_run ORDER BY id DESC LIMIT 1")
         self.assertIn("annulé tout l'import à la ligne 2", error)
 
     def test_trigger_ignore_on_insert_rejects_row(self):
